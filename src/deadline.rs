@@ -1,0 +1,57 @@
+//! One deadline per blocking call: computed once from the caller's timeout
+//! and consulted by every wait inside the call, so a wait that wakes up for
+//! unrelated reasons never restarts its clock.
+
+use std::time::{Duration, Instant};
+
+/// A point in time after which a blocking call gives up, or "never".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    at: Option<Instant>,
+    /// The timeout the caller gave, for messages.
+    budget: Option<Duration>,
+}
+
+impl Deadline {
+    /// `None` waits forever; `Some(ZERO)` polls. A timeout so large that it
+    /// overflows the clock is treated as forever.
+    pub(crate) fn after(timeout: Option<Duration>) -> Self {
+        Deadline {
+            at: timeout.and_then(|t| Instant::now().checked_add(t)),
+            budget: timeout,
+        }
+    }
+
+    pub(crate) fn never() -> Self {
+        Deadline::after(None)
+    }
+
+    pub(crate) fn instant(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// Time left; `None` when there is no deadline.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.at.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn expired(&self) -> bool {
+        matches!(self.at, Some(d) if Instant::now() >= d)
+    }
+
+    /// "within 500 ms", for timeout messages.
+    pub(crate) fn describe(&self) -> String {
+        match self.budget {
+            None => "ever".to_string(),
+            Some(t) => format!("within {} ms", t.as_millis()),
+        }
+    }
+
+    /// The remaining time as a `timespec` for `ppoll`, or `None` for forever.
+    pub(crate) fn timespec(&self) -> Option<libc::timespec> {
+        self.remaining().map(|r| libc::timespec {
+            tv_sec: r.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: r.subsec_nanos() as libc::c_long,
+        })
+    }
+}

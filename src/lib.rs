@@ -1,0 +1,35 @@
+//! qemu-machine: launch QEMU with a QMP monitor, run QMP commands, wait for
+//! events, read QEMU's log, and shut it down gracefully or hard, always
+//! cleaning up.
+//!
+//! The Rust API ([`Machine`], [`Config`]) is the core; the C API in `ffi`
+//! (header `include/qemu_machine.h`) is a thin layer over it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use qemu_machine::{Config, Machine};
+//!
+//! let mut config = Config::new("qemu-system-x86_64");
+//! config.machine_type("none").args(["-accel", "tcg", "-nodefaults"]);
+//! let vm = Machine::new(config);
+//! vm.launch()?;
+//! let status = vm.command("query-status", None, Some(Duration::from_secs(5)))?;
+//! println!("{status}");
+//! vm.shutdown(Some(Duration::from_secs(10)))?;
+//! # Ok::<(), qemu_machine::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod deadline;
+mod error;
+mod machine;
+mod process;
+pub mod qmp;
+mod socket;
+mod threads;
+
+pub use error::{Error, LaunchError, Result};
+pub use machine::{Config, Machine, DEFAULT_LAUNCH_TIMEOUT};
+pub use process::ExitStatus;
+pub use qmp::events::{event_match, EventFilter};
