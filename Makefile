@@ -14,5 +14,6 @@ build:
 demo: deps
 	$(CARGO) run --release --example rust_api
 
+# C tests run under valgrind when CI is set (or QM_VALGRIND=1).
 test: deps
 	$(CARGO) test

@@ -7,6 +7,9 @@ set -euo pipefail
 needs=(
   "qemu-system-x86_64 qemu-system-x86"
   "cc gcc"
+  "c++ g++"
+  "nm binutils"
+  "valgrind valgrind"
 )
 
 missing=()

@@ -23,6 +23,7 @@
 
 mod deadline;
 mod error;
+pub mod ffi;
 mod machine;
 mod process;
 pub mod qmp;

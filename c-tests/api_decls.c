@@ -1,0 +1,62 @@
+/* Every function of the C API contract (API.md) is declared by the header
+ * with exactly the contract's signature: each is assigned to a pointer of
+ * the contract's type, which -Werror turns into a compile error on any
+ * mismatch. Run as a program, it checks the pointers are all set. */
+#include <qemu_machine.h>
+
+#include <stdio.h>
+
+#define DECL(ret, name, params) ret(*const p_##name) params = name;
+
+DECL(const char *, qm_version, (void))
+DECL(const char *, qm_status_str, (int status))
+DECL(qm_status, qm_error_status, (const qm_error *err))
+DECL(const char *, qm_error_message, (const qm_error *err))
+DECL(const char *, qm_error_qmp_class, (const qm_error *err))
+DECL(void, qm_error_free, (qm_error *err))
+DECL(void, qm_string_free, (char *s))
+DECL(qm_status, qm_machine_new, (const char *binary, qm_machine **out, qm_error **err))
+DECL(void, qm_machine_free, (qm_machine *m))
+DECL(qm_status, qm_add_arg, (qm_machine *m, const char *arg, qm_error **err))
+DECL(qm_status, qm_add_wrapper_arg, (qm_machine *m, const char *arg, qm_error **err))
+DECL(qm_status, qm_set_name, (qm_machine *m, const char *name, qm_error **err))
+DECL(qm_status, qm_set_base_temp_dir, (qm_machine *m, const char *dir, qm_error **err))
+DECL(qm_status, qm_set_log_dir, (qm_machine *m, const char *dir, qm_error **err))
+DECL(qm_status, qm_set_machine_type, (qm_machine *m, const char *machine_type, qm_error **err))
+DECL(qm_status, qm_set_qmp_enabled, (qm_machine *m, bool enabled, qm_error **err))
+DECL(qm_status, qm_set_launch_timeout, (qm_machine *m, int64_t timeout_ms, qm_error **err))
+DECL(qm_status, qm_add_monitor_null, (qm_machine *m, qm_error **err))
+DECL(qm_status, qm_launch, (qm_machine *m, qm_error **err))
+DECL(qm_status, qm_shutdown, (qm_machine *m, int64_t timeout_ms, qm_error **err))
+DECL(qm_status, qm_kill, (qm_machine *m, qm_error **err))
+DECL(qm_status, qm_wait, (qm_machine *m, int64_t timeout_ms, qm_error **err))
+DECL(bool, qm_is_running, (const qm_machine *m))
+DECL(int, qm_pid, (const qm_machine *m))
+DECL(qm_status, qm_exit_code, (const qm_machine *m, int *exit_code, qm_error **err))
+DECL(qm_status, qm_log, (const qm_machine *m, char **log, qm_error **err))
+DECL(qm_status, qm_qmp_cmd,
+     (qm_machine *m, const char *cmd, const char *args_json, int64_t timeout_ms,
+      char **response_json, qm_error **err))
+DECL(qm_status, qm_command,
+     (qm_machine *m, const char *cmd, const char *args_json, int64_t timeout_ms,
+      char **return_json, qm_error **err))
+DECL(qm_status, qm_event_wait,
+     (qm_machine *m, const char *name, const char *match_json, int64_t timeout_ms,
+      char **event_json, qm_error **err))
+DECL(qm_status, qm_events_wait,
+     (qm_machine *m, const char *filters_json, int64_t timeout_ms, char **event_json,
+      qm_error **err))
+DECL(qm_status, qm_event_get, (qm_machine *m, int64_t timeout_ms, char **event_json, qm_error **err))
+DECL(qm_status, qm_events_take, (qm_machine *m, char **events_json_array, qm_error **err))
+
+/* The contract's enum, with its tag, and its values. */
+typedef char tag_check[sizeof(enum qm_status) == sizeof(qm_status) ? 1 : -1];
+typedef char values_check[(QM_OK == 0 && QM_ERR_CONSOLE_FAILURE == 12) ? 1 : -1];
+
+int main(void) {
+    if (p_qm_version() == NULL || p_qm_status_str(QM_OK) == NULL) {
+        return 1;
+    }
+    printf("api_decls: ok\n");
+    return 0;
+}

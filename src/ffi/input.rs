@@ -1,0 +1,110 @@
+//! Argument conversions for the C API: every raw pointer from C is checked
+//! here, and every string handed back to C is made here. Errors name the
+//! parameter.
+
+use std::ffi::{c_char, CStr, CString};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::status::QM_TIMEOUT_MAX_MS;
+use crate::error::{Error, Result};
+
+/// A required NUL-terminated UTF-8 string.
+pub(crate) fn required_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
+    optional_str(p, name)?.ok_or_else(|| Error::invalid(format!("`{name}` is NULL")))
+}
+
+/// An optional NUL-terminated UTF-8 string (NULL → `None`).
+pub(crate) fn optional_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: not NULL; the caller's contract is a NUL-terminated string
+    // that stays valid for the duration of the call.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map(Some).map_err(|e| {
+        Error::invalid(format!(
+            "`{name}` is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })
+}
+
+/// Optional JSON text that must be an object (NULL → `None`).
+pub(crate) fn optional_object(p: *const c_char, name: &str) -> Result<Option<Value>> {
+    let Some(text) = optional_str(p, name)? else {
+        return Ok(None);
+    };
+    let value = parse_json(text, name)?;
+    if !value.is_object() {
+        return Err(Error::invalid(format!(
+            "`{name}` must be a JSON object, got {}",
+            kind(&value)
+        )));
+    }
+    Ok(Some(value))
+}
+
+/// Parse JSON text from parameter `name`.
+pub(crate) fn parse_json(text: &str, name: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::invalid(format!("`{name}` is not valid JSON: {e}")))
+}
+
+/// What kind of JSON value this is, for messages.
+pub(crate) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A `timeout_ms` argument: -1 forever, 0 poll, up to QM_TIMEOUT_MAX_MS.
+pub(crate) fn timeout(ms: i64, name: &str) -> Result<Option<Duration>> {
+    match ms {
+        -1 => Ok(None),
+        0..=QM_TIMEOUT_MAX_MS => Ok(Some(Duration::from_millis(ms as u64))),
+        _ => Err(Error::invalid(format!(
+            "`{name}` must be -1 (forever), 0 (poll) or a number of milliseconds \
+             up to {QM_TIMEOUT_MAX_MS}, got {ms}"
+        ))),
+    }
+}
+
+/// Text for C: NUL bytes (which C strings cannot carry) are dropped.
+pub(crate) fn to_c_string(s: String) -> CString {
+    CString::new(s).unwrap_or_else(|e| {
+        let mut bytes = e.into_vec();
+        bytes.retain(|&b| b != 0);
+        CString::new(bytes).expect("NUL bytes were removed")
+    })
+}
+
+/// Hand a string to C through an optional out-pointer (NULL: discarded).
+/// The caller frees it with qm_string_free().
+pub(crate) fn put_string(out: *mut *mut c_char, s: String) {
+    if !out.is_null() {
+        // SAFETY: not NULL; the caller's contract is a writable `char **`.
+        unsafe { *out = to_c_string(s).into_raw() };
+    }
+}
+
+/// Hand JSON text to C through an optional out-pointer.
+pub(crate) fn put_json(out: *mut *mut c_char, value: &Value) {
+    if !out.is_null() {
+        put_string(out, value.to_string());
+    }
+}
+
+/// Write a plain value through an optional out-pointer.
+pub(crate) fn put<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        // SAFETY: not NULL; the caller's contract is a writable pointer.
+        unsafe { *out = value };
+    }
+}

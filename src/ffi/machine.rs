@@ -1,0 +1,457 @@
+//! `qm_machine`: create, configure, launch, shut down, inspect.
+
+use std::ffi::{c_char, c_int};
+use std::ops::Deref;
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::boundary::{status_call, value_call};
+use super::error::qm_error;
+use super::input::{put, put_string, required_str, timeout};
+use super::status::qm_status;
+use crate::error::{Error, Result};
+use crate::machine::{Config, Machine};
+use crate::process::ExitStatus;
+
+/// A QEMU virtual machine: its configuration, and while launched, the QEMU
+/// process with its QMP connection. Create with qm_machine_new(), free with
+/// qm_machine_free(). Opaque.
+pub struct qm_machine {
+    machine: Machine,
+    gate: Arc<CallGate>,
+}
+
+/// Counts the calls in flight on a machine, so that qm_machine_free() can
+/// wait for calls blocked in other threads to return before the memory
+/// goes away.
+#[derive(Default)]
+struct CallGate {
+    state: Mutex<GateState>,
+    idle: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    in_flight: usize,
+    closing: bool,
+}
+
+/// One call in flight; leaving the call drops it.
+struct Pass {
+    gate: Arc<CallGate>,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut state = self.gate.state.lock();
+        state.in_flight -= 1;
+        if state.in_flight == 0 && state.closing {
+            self.gate.idle.notify_all();
+        }
+    }
+}
+
+/// A checked machine pointer, valid for one call.
+pub(crate) struct Entered<'a> {
+    machine: &'a Machine,
+    _pass: Pass,
+}
+
+impl Deref for Entered<'_> {
+    type Target = Machine;
+    fn deref(&self) -> &Machine {
+        self.machine
+    }
+}
+
+/// Check `m` and register a call on it.
+pub(crate) fn enter<'a>(m: *const qm_machine) -> Result<Entered<'a>> {
+    // SAFETY: NULL or a pointer from qm_machine_new() not yet freed (the
+    // caller's contract); a machine being freed is refused below.
+    let handle = unsafe { m.as_ref() }.ok_or_else(|| Error::invalid("`m` is NULL"))?;
+    let mut state = handle.gate.state.lock();
+    if state.closing {
+        return Err(Error::state("the machine is being freed"));
+    }
+    state.in_flight += 1;
+    drop(state);
+    Ok(Entered {
+        machine: &handle.machine,
+        _pass: Pass {
+            gate: Arc::clone(&handle.gate),
+        },
+    })
+}
+
+/// Create a machine that will run `binary` (a path, or a name looked up in
+/// PATH; not checked until qm_launch()). On QM_OK, `*out` receives the new
+/// machine; free it with qm_machine_free().
+///
+/// Defaults: arguments `-display none -vga none` plus the QMP monitor, a
+/// temporary directory under $TMPDIR (or /tmp), the log in that directory,
+/// a 30 s launch timeout, QMP enabled.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`binary` or `out` NULL,
+/// `binary` not UTF-8).
+#[no_mangle]
+pub extern "C" fn qm_machine_new(
+    binary: *const c_char,
+    out: *mut *mut qm_machine,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let binary = required_str(binary, "binary")?;
+        if out.is_null() {
+            return Err(Error::invalid("`out` is NULL"));
+        }
+        let handle = Box::new(qm_machine {
+            machine: Machine::new(Config::new(binary)),
+            gate: Arc::default(),
+        });
+        put(out, Box::into_raw(handle));
+        Ok(())
+    })
+}
+
+/// Free a machine. If QEMU is running it is killed (SIGKILL) and reaped,
+/// and its temporary directory removed (the context-manager guarantee).
+/// NULL is a no-op.
+///
+/// Must be the last call on `m`. Calls already blocked in other threads
+/// (event or console waits, qm_wait(), a launch, a shutdown) are woken —
+/// they return QM_ERR_DISCONNECTED or a similar error — and qm_machine_free
+/// waits for them to return before releasing the memory. Starting a call on
+/// `m` after qm_machine_free has begun is undefined behaviour.
+#[no_mangle]
+pub extern "C" fn qm_machine_free(m: *mut qm_machine) {
+    if m.is_null() {
+        return;
+    }
+    value_call((), || {
+        // SAFETY: a pointer from qm_machine_new(), freed once (the caller's
+        // contract).
+        let handle = unsafe { &*m };
+        handle.gate.state.lock().closing = true;
+        // Wakes every blocked call: their connections close, QEMU is gone.
+        let _ = handle.machine.kill();
+        let mut state = handle.gate.state.lock();
+        while state.in_flight > 0 {
+            handle.gate.idle.wait(&mut state);
+        }
+        drop(state);
+        // SAFETY: no call is in flight and none may start (contract above).
+        drop(unsafe { Box::from_raw(m) });
+    })
+}
+
+fn configure(m: *mut qm_machine, change: impl FnOnce(&mut Config)) -> Result<()> {
+    enter(m)?.configure(change)
+}
+
+/// Append one argument to QEMU's command line (after the library's own).
+/// QEMU gets it as one argv element: no shell is involved, no quoting
+/// needed.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_add_arg(
+    m: *mut qm_machine,
+    arg: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let arg = required_str(arg, "arg")?;
+        configure(m, |c| {
+            c.arg(arg);
+        })
+    })
+}
+
+/// Append one word to the wrapper command QEMU runs under, e.g. "valgrind",
+/// or "strace", "-f", "-o", "trace.txt". The wrapper is exec'd with QEMU's
+/// command line after it.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_add_wrapper_arg(
+    m: *mut qm_machine,
+    arg: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let arg = required_str(arg, "arg")?;
+        configure(m, |c| {
+            c.wrapper_arg(arg);
+        })
+    })
+}
+
+/// Name of the machine, used for its log file (`<name>.log`) and sockets.
+/// Default "qemu-<pid>-<n>".
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_set_name(
+    m: *mut qm_machine,
+    name: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let name = required_str(name, "name")?;
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::invalid(format!(
+                "`name` must be a non-empty file name without '/', got {name:?}"
+            )));
+        }
+        configure(m, |c| {
+            c.name(name);
+        })
+    })
+}
+
+/// Directory in which each launch creates its private temporary directory
+/// (mode 0700, removed at shutdown). Default: $TMPDIR, else /tmp. The
+/// directory must exist at launch.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_set_base_temp_dir(
+    m: *mut qm_machine,
+    dir: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let dir = required_str(dir, "dir")?;
+        configure(m, |c| {
+            c.base_temp_dir(dir);
+        })
+    })
+}
+
+/// Directory for QEMU's log file `<name>.log` (stdout and stderr), which is
+/// then kept after shutdown. Default: the temporary directory (the log is
+/// removed with it, but qm_log() still returns it). Must exist at launch.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_set_log_dir(
+    m: *mut qm_machine,
+    dir: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let dir = required_str(dir, "dir")?;
+        configure(m, |c| {
+            c.log_dir(dir);
+        })
+    })
+}
+
+/// Adds `-machine MACHINE_TYPE` (e.g. "none", "pc", "q35,accel=tcg").
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_set_machine_type(
+    m: *mut qm_machine,
+    machine_type: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let machine_type = required_str(machine_type, "machine_type")?;
+        configure(m, |c| {
+            c.machine_type(machine_type);
+        })
+    })
+}
+
+/// Whether QEMU gets a QMP monitor (default true). Without one, QMP and
+/// event calls return QM_ERR_STATE, qm_launch() returns as soon as QEMU is
+/// started, and qm_shutdown() sends SIGTERM and waits (then SIGKILL).
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
+#[no_mangle]
+pub extern "C" fn qm_set_qmp_enabled(
+    m: *mut qm_machine,
+    enabled: bool,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        configure(m, |c| {
+            c.qmp(enabled);
+        })
+    })
+}
+
+/// How long qm_launch() waits for QEMU to start and complete QMP
+/// negotiation: -1 forever, else milliseconds. Default 30000.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_set_launch_timeout(
+    m: *mut qm_machine,
+    timeout_ms: i64,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        configure(m, |c| {
+            c.launch_timeout(t);
+        })
+    })
+}
+
+/// Adds `-monitor null`: QEMU creates no default human monitor.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
+#[no_mangle]
+pub extern "C" fn qm_add_monitor_null(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_status {
+    status_call(err, || {
+        configure(m, |c| {
+            c.add_monitor_null();
+        })
+    })
+}
+
+/// Start QEMU and complete QMP negotiation (greeting, qmp_capabilities).
+/// Blocks up to the launch timeout (qm_set_launch_timeout()). A QEMU that
+/// exits early is reported as soon as it has exited.
+///
+/// A launch clears the previous run's events, console output and exit
+/// status. On failure nothing is left behind: no process, socket,
+/// temporary directory or descriptor.
+///
+/// Statuses: QM_OK; QM_ERR_LAUNCH (bad option, missing binary, QEMU exited,
+/// no greeting in time — the message holds the exit status, the full
+/// command line and QEMU's output); QM_ERR_STATE (already running);
+/// QM_ERR_INVALID_ARGUMENT (`m` NULL).
+#[no_mangle]
+pub extern "C" fn qm_launch(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_status {
+    status_call(err, || enter(m)?.launch())
+}
+
+/// Shut QEMU down gracefully: send `quit` (unless a `quit` already went
+/// through; without QMP, SIGTERM), then wait up to `timeout_ms` for QEMU to
+/// exit. If that fails QEMU is killed (SIGKILL) and reaped. In every case
+/// the temporary directory, sockets and descriptors are cleaned up; the
+/// exit status, log and queued events stay readable. Not launched: no-op.
+///
+/// Statuses: QM_OK only if QEMU exited with status 0 without being killed
+/// by the library (after our `quit`, an earlier one, or on its own);
+/// QM_ERR_ABNORMAL_SHUTDOWN otherwise, saying why (timeout, signal,
+/// non-zero status); QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_shutdown(
+    m: *mut qm_machine,
+    timeout_ms: i64,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        enter(m)?.shutdown(t)
+    })
+}
+
+/// Kill QEMU with SIGKILL, reap it and clean up. Also interrupts a launch,
+/// shutdown or wait blocked in another thread. Not launched: no-op.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+#[no_mangle]
+pub extern "C" fn qm_kill(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_status {
+    status_call(err, || enter(m)?.kill())
+}
+
+/// Wait up to `timeout_ms` for QEMU to exit on its own (e.g. the guest
+/// powered off), then clean up as qm_shutdown() does. Succeeds whatever the
+/// exit status (read it with qm_exit_code()). Not launched: no-op.
+///
+/// Statuses: QM_OK; QM_ERR_TIMEOUT (QEMU still runs and is left running:
+/// `timeout_ms` 0 polls); QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_wait(
+    m: *mut qm_machine,
+    timeout_ms: i64,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        enter(m)?.wait(t)
+    })
+}
+
+/// Whether QEMU is running. `m` NULL: false. Never blocks for long.
+#[no_mangle]
+pub extern "C" fn qm_is_running(m: *const qm_machine) -> bool {
+    value_call(false, || enter(m).is_ok_and(|m| m.is_running()))
+}
+
+/// QEMU's process id while it runs; -1 when not running or `m` is NULL.
+#[no_mangle]
+pub extern "C" fn qm_pid(m: *const qm_machine) -> c_int {
+    value_call(-1, || enter(m).ok().and_then(|m| m.pid()).unwrap_or(-1))
+}
+
+/// How QEMU ended: on QM_OK, `*exit_code` (if not NULL) receives the exit
+/// status (>= 0) or minus the signal that killed it (< 0, e.g. -9).
+/// Readable after any exit, including a failed launch in which QEMU ran.
+///
+/// Statuses: QM_OK; QM_ERR_STATE (still running, never started, or the
+/// status was collected outside the library); QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_exit_code(
+    m: *const qm_machine,
+    exit_code: *mut c_int,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let m = enter(m)?;
+        match m.exit_status() {
+            Some(status @ ExitStatus::Unknown) => Err(Error::state(format!("QEMU {status}"))),
+            Some(status) => {
+                put(exit_code, status.code().expect("known status"));
+                Ok(())
+            }
+            None if m.is_running() => Err(Error::state("QEMU is still running")),
+            None => Err(Error::state("QEMU has not been started")),
+        }
+    })
+}
+
+/// QEMU's stdout and stderr, so far or of the last run (kept after
+/// shutdown until the next launch). On QM_OK `*log` (if not NULL) receives
+/// the text (invalid UTF-8 replaced by U+FFFD); free it with
+/// qm_string_free().
+///
+/// Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_log(
+    m: *const qm_machine,
+    log: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let text = enter(m)?.log()?;
+        put_string(log, text);
+        Ok(())
+    })
+}
+
+/// The per-run temporary directory (mode 0700; removed at shutdown), for
+/// files the test wants QEMU to use. On QM_OK `*dir` (if not NULL) receives
+/// the path; free it with qm_string_free().
+///
+/// Statuses: QM_OK, QM_ERR_STATE (not launched), QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_temp_dir(
+    m: *const qm_machine,
+    dir: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let path = enter(m)?
+            .temp_dir()
+            .ok_or_else(|| Error::state("the machine is not launched"))?;
+        put_string(dir, path.to_string_lossy().into_owned());
+        Ok(())
+    })
+}

@@ -1,0 +1,247 @@
+//! QMP commands and events.
+
+use std::ffi::c_char;
+
+use serde_json::Value;
+
+use super::boundary::status_call;
+use super::error::qm_error;
+use super::input::{
+    kind, optional_object, optional_str, parse_json, put, put_json, required_str, timeout,
+};
+use super::machine::{enter, qm_machine};
+use super::status::qm_status;
+use crate::error::{Error, Result};
+use crate::qmp::events::EventFilter;
+
+/// Run QMP command `cmd` with arguments `args_json` (a JSON object, or NULL
+/// for none) and wait up to `timeout_ms` for the reply. On QM_OK
+/// `*response_json` (if not NULL) receives QEMU's whole reply as JSON text,
+/// `{"return": ...}` or `{"error": {"class": ..., "desc": ...}}`, without
+/// the `id` the library added; free it with qm_string_free(). A QMP error is
+/// still QM_OK here (see qm_command()). A `quit` that succeeds is
+/// remembered: qm_shutdown() then only waits for QEMU to exit.
+///
+/// Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED (QEMU gone; the
+/// message holds its exit status and log tail); QM_ERR_PROTOCOL;
+/// QM_ERR_STATE (not launched, shut down, QMP disabled);
+/// QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_qmp_cmd(
+    m: *mut qm_machine,
+    cmd: *const c_char,
+    args_json: *const c_char,
+    timeout_ms: i64,
+    response_json: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let cmd = required_str(cmd, "cmd")?;
+        let args = optional_object(args_json, "args_json")?;
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        let reply = enter(m)?.qmp(cmd, args.as_ref(), t)?;
+        put_json(response_json, &reply);
+        Ok(())
+    })
+}
+
+/// Run QMP command `cmd` like qm_qmp_cmd(), but on QM_OK give only the
+/// `return` value as JSON text in `*return_json` (if not NULL; free with
+/// qm_string_free()). If QEMU answers with an error the status is
+/// QM_ERR_COMMAND: qm_error_qmp_class() gives the class (e.g.
+/// "CommandNotFound"), qm_error_qmp_desc() the description, which the
+/// message also holds.
+///
+/// Statuses: as qm_qmp_cmd(), plus QM_ERR_COMMAND.
+#[no_mangle]
+pub extern "C" fn qm_command(
+    m: *mut qm_machine,
+    cmd: *const c_char,
+    args_json: *const c_char,
+    timeout_ms: i64,
+    return_json: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let cmd = required_str(cmd, "cmd")?;
+        let args = optional_object(args_json, "args_json")?;
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        let value = enter(m)?.command(cmd, args.as_ref(), t)?;
+        put_json(return_json, &value);
+        Ok(())
+    })
+}
+
+/// Remove and return the first queued or future event named `name` (NULL:
+/// any name) that matches `match_json` (a JSON object, or NULL: any).
+/// Matching follows QEMU's `QEMUMachine.event_match`: the match is a
+/// sub-object of the whole event, checked recursively, and a JSON null in
+/// it is a wildcard, e.g. `{"data": {"reason": null}}`. Events that do not
+/// match stay queued, in order. One deadline covers the whole wait. On
+/// QM_OK `*event_json` (if not NULL) receives the event; free it with
+/// qm_string_free().
+///
+/// Events stay readable after QEMU has exited, until the next launch.
+///
+/// Statuses: QM_OK; QM_ERR_TIMEOUT (nothing matched in time; nothing is
+/// consumed); QM_ERR_DISCONNECTED (the connection is closed and no queued
+/// event matches — returned at once); QM_ERR_PROTOCOL; QM_ERR_STATE (never
+/// launched, QMP disabled); QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_event_wait(
+    m: *mut qm_machine,
+    name: *const c_char,
+    match_json: *const c_char,
+    timeout_ms: i64,
+    event_json: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let name = optional_str(name, "name")?;
+        let pattern = optional_object(match_json, "match_json")?;
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        let event = enter(m)?.events_wait(&[EventFilter::new(name, pattern)], t)?;
+        put_json(event_json, &event);
+        Ok(())
+    })
+}
+
+/// Like qm_event_wait() for the first event passing any of several filters.
+/// `filters_json` is a JSON array of `[name, match]` pairs, where `name` is
+/// a string or null (any name) and `match` an object or null (any event),
+/// e.g. `[["STOP", null], ["SHUTDOWN", {"data": {"guest": true}}]]`.
+///
+/// Statuses: as qm_event_wait().
+#[no_mangle]
+pub extern "C" fn qm_events_wait(
+    m: *mut qm_machine,
+    filters_json: *const c_char,
+    timeout_ms: i64,
+    event_json: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let filters = parse_filters(required_str(filters_json, "filters_json")?)?;
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        let event = enter(m)?.events_wait(&filters, t)?;
+        put_json(event_json, &event);
+        Ok(())
+    })
+}
+
+/// Remove and return the oldest event (FIFO), waiting up to `timeout_ms`
+/// for one. On QM_OK `*event_json` (if not NULL) receives it; free it with
+/// qm_string_free().
+///
+/// Statuses: as qm_event_wait().
+#[no_mangle]
+pub extern "C" fn qm_event_get(
+    m: *mut qm_machine,
+    timeout_ms: i64,
+    event_json: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        let event = enter(m)?.event_get(t)?;
+        put_json(event_json, &event);
+        Ok(())
+    })
+}
+
+/// Take every queued event at once, without waiting: on QM_OK
+/// `*events_json_array` (if not NULL) receives a JSON array of the events,
+/// oldest first (possibly `[]`); free it with qm_string_free(). The queue
+/// is left empty.
+///
+/// Statuses: QM_OK, QM_ERR_STATE (never launched, QMP disabled),
+/// QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_events_take(
+    m: *mut qm_machine,
+    events_json_array: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let events = enter(m)?.events_take()?;
+        put_json(events_json_array, &Value::Array(events));
+        Ok(())
+    })
+}
+
+/// How many events this run dropped because the event queue was full
+/// (65536 events). On QM_OK `*count` (if not NULL) receives the number.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+#[no_mangle]
+pub extern "C" fn qm_events_dropped(
+    m: *const qm_machine,
+    count: *mut u64,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        put(count, enter(m)?.events_dropped());
+        Ok(())
+    })
+}
+
+fn parse_filters(text: &str) -> Result<Vec<EventFilter>> {
+    let value = parse_json(text, "filters_json")?;
+    let Value::Array(items) = value else {
+        return Err(Error::invalid(format!(
+            "`filters_json` must be a JSON array of [name, match] pairs, got {}",
+            kind(&value)
+        )));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let bad = |what: &str| {
+                Error::invalid(format!("`filters_json` element {i}: {what}, got {item}"))
+            };
+            let Value::Array(pair) = &item else {
+                return Err(bad("expected a [name, match] pair"));
+            };
+            let [name, pattern] = pair.as_slice() else {
+                return Err(bad("expected exactly two elements"));
+            };
+            let name = match name {
+                Value::String(s) => Some(s.as_str()),
+                Value::Null => None,
+                _ => return Err(bad("the name must be a string or null")),
+            };
+            let pattern = match pattern {
+                Value::Object(_) => Some(pattern.clone()),
+                Value::Null => None,
+                _ => return Err(bad("the match must be an object or null")),
+            };
+            Ok(EventFilter::new(name, pattern))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_reject_bad_shapes() {
+        let f = parse_filters(r#"[["STOP", null], [null, {"data": {"a": null}}]]"#).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].name.as_deref(), Some("STOP"));
+        assert!(f[1].name.is_none() && f[1].pattern.is_some());
+        for bad in [
+            "{}",
+            "[1]",
+            r#"[["STOP"]]"#,
+            r#"[["STOP", 1]]"#,
+            r#"[[1, null]]"#,
+            "[",
+        ] {
+            let e = parse_filters(bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad}");
+            assert!(e.to_string().contains("filters_json"), "{e}");
+        }
+    }
+}

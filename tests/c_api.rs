@@ -1,0 +1,214 @@
+//! Builds the C programs in `c-tests/` against the shared library with
+//! `-std=c11 -Wall -Wextra -Werror -pedantic` and runs them. With `CI` set
+//! (or `QM_VALGRIND=1`) each runs under valgrind, which must report no
+//! errors and no definite leaks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+const CXX_FLAGS: &[&str] = &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cdylib cargo built next to this test binary.
+fn built_library() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let lib = deps.join("libqemu_machine.so");
+    assert!(lib.exists(), "{} is missing", lib.display());
+    lib
+}
+
+fn out_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c-tests")
+}
+
+/// A directory holding `libqemu_machine.so` and its SONAME link
+/// `libqemu_machine.so.0`, to link and run against.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = out_dir().join("lib");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib = built_library();
+        for name in ["libqemu_machine.so", &soname()] {
+            let link = dir.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&lib, &link).unwrap();
+        }
+        dir
+    })
+}
+
+fn soname() -> String {
+    format!("libqemu_machine.so.{}", env!("CARGO_PKG_VERSION_MAJOR"))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+fn compile(source: &str, compiler: &str, flags: &[&str]) -> PathBuf {
+    let src = repo().join("c-tests").join(source);
+    let exe = out_dir().join(source.replace('.', "_"));
+    std::fs::create_dir_all(out_dir()).unwrap();
+    let lib = lib_dir();
+    run_ok(
+        Command::new(compiler)
+            .args(flags)
+            .arg("-I")
+            .arg(repo().join("include"))
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .arg("-L")
+            .arg(lib)
+            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            .args(["-lqemu_machine", "-lpthread"]),
+    );
+    exe
+}
+
+fn under_valgrind() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+        || std::env::var_os("QM_VALGRIND").is_some_and(|v| v == "1")
+}
+
+/// Compile `c-tests/<name>.c` and run it (under valgrind in CI).
+fn run_c_test(name: &str) {
+    let exe = compile(&format!("{name}.c"), "cc", C_FLAGS);
+    let mut cmd = if under_valgrind() {
+        let mut c = Command::new("valgrind");
+        c.args([
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--track-fds=no",
+            "--quiet",
+        ])
+        .arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let text = run_ok(&mut cmd);
+    assert!(text.contains(&format!("{name}: ok")), "{text}");
+}
+
+#[test]
+fn c_lifecycle() {
+    run_c_test("lifecycle");
+}
+
+#[test]
+fn c_qmp() {
+    run_c_test("qmp");
+}
+
+#[test]
+fn c_events() {
+    run_c_test("events");
+}
+
+#[test]
+fn c_errors_and_bad_input() {
+    run_c_test("errors");
+}
+
+#[test]
+fn c_threads() {
+    run_c_test("threads");
+}
+
+#[test]
+fn api_md_functions_are_declared_with_their_signatures() {
+    run_c_test("api_decls");
+}
+
+#[test]
+fn header_compiles_alone_as_c11_and_cpp17_and_twice() {
+    let header = repo().join("include/qemu_machine.h");
+    run_ok(
+        Command::new("cc")
+            .args(C_FLAGS)
+            .args(["-fsyntax-only", "-x", "c"])
+            .arg(&header),
+    );
+    run_ok(
+        Command::new("c++")
+            .args(CXX_FLAGS)
+            .args(["-fsyntax-only", "-x", "c++"])
+            .arg(&header),
+    );
+    run_ok(&mut Command::new(compile("header_twice.c", "cc", C_FLAGS)));
+    run_ok(&mut Command::new(compile(
+        "header_twice.cpp",
+        "c++",
+        CXX_FLAGS,
+    )));
+}
+
+#[test]
+fn header_macros_are_ours_and_match_the_crate_version() {
+    let header = std::fs::read_to_string(repo().join("include/qemu_machine.h")).unwrap();
+    for line in header.lines().filter(|l| l.starts_with("#define")) {
+        let name = line.split_whitespace().nth(1).unwrap();
+        assert!(
+            name.starts_with("QM_") || name == "QEMU_MACHINE_H",
+            "foreign macro in the header: {line}"
+        );
+    }
+    for (macro_name, value) in [
+        ("QM_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR")),
+        ("QM_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR")),
+        ("QM_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH")),
+    ] {
+        assert!(
+            header.contains(&format!("#define {macro_name} {value}\n")),
+            "{macro_name} does not match Cargo.toml"
+        );
+    }
+    assert!(header.contains(&format!(
+        "#define QM_VERSION_STRING \"{}\"",
+        env!("CARGO_PKG_VERSION")
+    )));
+}
+
+#[test]
+fn shared_library_exports_only_qm_symbols_and_has_a_soname() {
+    let lib = built_library();
+    let symbols = run_ok(Command::new("nm").args(["-D", "--defined-only"]).arg(&lib));
+    let names: Vec<&str> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert!(names.contains(&"qm_launch"), "{symbols}");
+    let foreign: Vec<&&str> = names.iter().filter(|n| !n.starts_with("qm_")).collect();
+    assert!(foreign.is_empty(), "symbols outside qm_*: {foreign:?}");
+
+    let dynamic = run_ok(Command::new("readelf").arg("-d").arg(&lib));
+    assert!(
+        dynamic.contains(&format!("Library soname: [{}]", soname())),
+        "{dynamic}"
+    );
+}
