@@ -1,19 +1,35 @@
 # qemu-machine: build, test, demo.
-CARGO ?= cargo
+#
+#   make demo     build the library and the test guest, run examples/demo.c
+#   make test     the whole test suite (C tests under valgrind when CI is set)
 
-.PHONY: all build demo test deps
+CARGO ?= cargo
+CC ?= cc
+CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -pedantic
+RELEASE := target/release
+SONAME := libqemu_machine.so.$(shell sed -n 's/^version = "\([0-9]*\)\..*/\1/p' Cargo.toml)
+
+.PHONY: all build demo test deps guest
 
 all: build
 
 deps:
 	scripts/install-deps.sh
 
+# The library (.so with its SONAME link, .a) and the generated header.
 build:
 	$(CARGO) build --release
+	ln -sf libqemu_machine.so $(RELEASE)/$(SONAME)
 
-demo: deps
-	$(CARGO) run --release --example rust_api
+guest: deps
+	scripts/build-guest.sh >/dev/null
 
-# C tests run under valgrind when CI is set (or QM_VALGRIND=1).
-test: deps
+$(RELEASE)/demo: examples/demo.c build
+	$(CC) $(CFLAGS_STRICT) -Iinclude -o $@ examples/demo.c \
+		-L$(RELEASE) -Wl,-rpath,$(abspath $(RELEASE)) -lqemu_machine
+
+demo: deps guest build $(RELEASE)/demo
+	$(RELEASE)/demo target/guest
+
+test: deps guest
 	$(CARGO) test

@@ -48,6 +48,17 @@ DECL(qm_status, qm_events_wait,
       qm_error **err))
 DECL(qm_status, qm_event_get, (qm_machine *m, int64_t timeout_ms, char **event_json, qm_error **err))
 DECL(qm_status, qm_events_take, (qm_machine *m, char **events_json_array, qm_error **err))
+DECL(qm_status, qm_set_console,
+     (qm_machine *m, const char *device_type, unsigned console_index, qm_error **err))
+DECL(qm_status, qm_set_console_log, (qm_machine *m, const char *path, qm_error **err))
+DECL(qm_status, qm_console_wait,
+     (qm_machine *m, const char *success, const char *failure, int64_t timeout_ms, char **output,
+      qm_error **err))
+DECL(qm_status, qm_console_write, (qm_machine *m, const char *data, size_t len, qm_error **err))
+DECL(qm_status, qm_console_exec,
+     (qm_machine *m, const char *command, const char *success, const char *failure,
+      int64_t timeout_ms, char **output, qm_error **err))
+DECL(qm_status, qm_console_read, (qm_machine *m, char **output, qm_error **err))
 
 /* The contract's enum, with its tag, and its values. */
 typedef char tag_check[sizeof(enum qm_status) == sizeof(qm_status) ? 1 : -1];

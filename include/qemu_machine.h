@@ -139,6 +139,108 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Give the machine a serial console, as QEMU's `QEMUMachine.set_console`:
+ * `device_type` NULL adds `-serial chardev:console` (the machine's default
+ * serial device); otherwise `-device DEVICE_TYPE,chardev=console` (e.g.
+ * "isa-serial", "virtio-serial" needs a bus). `console_index` N adds N
+ * `-serial null` first, so the console is the N-th serial port.
+ *
+ * The console is a socketpair created before QEMU starts and drained by a
+ * library thread at all times: no output is lost before the first read,
+ * and QEMU never blocks on a full console. Up to 64 MiB of output is kept
+ * in memory (the oldest is dropped beyond that, see qm_console_dropped()).
+ *
+ * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`console_index` above 64, bad
+ * string), QM_ERR_STATE (launched).
+ */
+enum qm_status qm_set_console(struct qm_machine *m,
+                              const char *device_type,
+                              unsigned int console_index,
+                              struct qm_error **err);
+
+/**
+ * Also append the console output to the file at `path` as it arrives
+ * (created if missing, appended to otherwise). Enables the default console
+ * if qm_set_console() was not called.
+ *
+ * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched). A
+ * file that cannot be opened makes qm_launch() fail with QM_ERR_LAUNCH.
+ */
+enum qm_status qm_set_console_log(struct qm_machine *m, const char *path, struct qm_error **err);
+
+/**
+ * Wait up to `timeout_ms` for `success` to appear in the console output
+ * after the read cursor. Matching is byte-wise, so a prompt without a
+ * newline matches. On QM_OK `*output` (if not NULL) receives the output
+ * from the cursor up to and including the match (invalid UTF-8 replaced
+ * by U+FFFD; free with qm_string_free()), and the cursor moves past it.
+ *
+ * Statuses: QM_OK; QM_ERR_CONSOLE_FAILURE (`failure`, if not NULL,
+ * appeared first: the message holds the output up to it, and the cursor
+ * moves past it); QM_ERR_TIMEOUT (the message holds the output seen so
+ * far; the cursor stays); QM_ERR_DISCONNECTED (QEMU is gone and the
+ * remaining output does not match; the message holds QEMU's exit status);
+ * QM_ERR_STATE (never launched, no console); QM_ERR_INVALID_ARGUMENT
+ * (empty pattern, bad string, bad timeout). Output stays readable after
+ * QEMU has exited, until the next launch.
+ */
+enum qm_status qm_console_wait(struct qm_machine *m,
+                               const char *success,
+                               const char *failure,
+                               int64_t timeout_ms,
+                               char **output,
+                               struct qm_error **err);
+
+/**
+ * Send `len` bytes at `data` (any bytes, NUL included) to the console.
+ * Blocks only while QEMU is not reading its console and the socket buffer
+ * is full; QEMU exiting, or qm_kill() from another thread, ends the wait.
+ *
+ * Statuses: QM_OK; QM_ERR_DISCONNECTED; QM_ERR_STATE (not running, no
+ * console); QM_ERR_INVALID_ARGUMENT (`m` or `data` NULL).
+ */
+enum qm_status qm_console_write(struct qm_machine *m,
+                                const char *data,
+                                size_t len,
+                                struct qm_error **err);
+
+/**
+ * Type `command` followed by a carriage return on the console, then wait
+ * as qm_console_wait() does; one deadline of `timeout_ms` covers both.
+ * The output returned includes the echo of the command.
+ *
+ * Statuses: as qm_console_wait().
+ */
+enum qm_status qm_console_exec(struct qm_machine *m,
+                               const char *command,
+                               const char *success,
+                               const char *failure,
+                               int64_t timeout_ms,
+                               char **output,
+                               struct qm_error **err);
+
+/**
+ * The console output after the read cursor, without waiting (possibly
+ * ""); the cursor moves to the end. On QM_OK `*output` (if not NULL)
+ * receives it; free with qm_string_free().
+ *
+ * Statuses: QM_OK, QM_ERR_STATE (never launched, no console),
+ * QM_ERR_INVALID_ARGUMENT.
+ */
+enum qm_status qm_console_read(struct qm_machine *m, char **output, struct qm_error **err);
+
+/**
+ * How many console bytes this run dropped because more than 64 MiB of
+ * output was waiting to be read. On QM_OK `*bytes` (if not NULL) receives
+ * the count.
+ *
+ * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+ */
+enum qm_status qm_console_dropped(const struct qm_machine *m,
+                                  uint64_t *bytes,
+                                  struct qm_error **err);
+
+/**
  * The status of the failed call. `err` NULL: QM_ERR_INVALID_ARGUMENT.
  */
 enum qm_status qm_error_status(const struct qm_error *err);

@@ -10,6 +10,9 @@ needs=(
   "c++ g++"
   "nm binutils"
   "valgrind valgrind"
+  "cpio cpio"
+  "xz xz-utils"
+  "zstd zstd"
 )
 
 missing=()

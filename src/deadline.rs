@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, MutexGuard};
+
 /// A point in time after which a blocking call gives up, or "never".
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadline {
@@ -24,10 +26,6 @@ impl Deadline {
 
     pub(crate) fn never() -> Self {
         Deadline::after(None)
-    }
-
-    pub(crate) fn instant(&self) -> Option<Instant> {
-        self.at
     }
 
     /// Time left; `None` when there is no deadline.
@@ -53,5 +51,18 @@ impl Deadline {
             tv_sec: r.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
             tv_nsec: r.subsec_nanos() as libc::c_long,
         })
+    }
+
+    /// Wait on `cond` until notified or this deadline passes. `false` only
+    /// once the deadline has passed (a caller should then check its
+    /// condition one last time).
+    pub(crate) fn wait<T>(&self, cond: &Condvar, guard: &mut MutexGuard<'_, T>) -> bool {
+        match self.at {
+            None => {
+                cond.wait(guard);
+                true
+            }
+            Some(at) => !cond.wait_until(guard, at).timed_out() || !self.expired(),
+        }
     }
 }

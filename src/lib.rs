@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod console;
 mod deadline;
 mod error;
 pub mod ffi;
@@ -30,6 +31,7 @@ pub mod qmp;
 mod socket;
 mod threads;
 
+pub use console::{ConsoleConfig, DEFAULT_CONSOLE_BUFFER};
 pub use error::{Error, LaunchError, Result};
 pub use machine::{Config, Machine, DEFAULT_LAUNCH_TIMEOUT};
 pub use process::ExitStatus;

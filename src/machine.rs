@@ -5,7 +5,7 @@
 //! once: one thread can wait for an event while another sends commands, and
 //! [`Machine::kill`] interrupts a launch or a shutdown in progress.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::console::{Console, ConsoleConfig, DEFAULT_CONSOLE_BUFFER};
 use crate::deadline::Deadline;
 use crate::error::{Error, LaunchError, Result};
 use crate::process::{ExitStatus, QemuProcess, SpawnSpec};
@@ -36,6 +37,11 @@ const LOG_TAIL_LINES: usize = 20;
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long a failed launch lets QEMU exit on its own before killing it.
 const LAUNCH_EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long cleanup waits for the last output and events of an exited QEMU
+/// to be read before closing its connections.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// Serial ports before the console (`-serial null` each); QEMU has 4.
+const MAX_CONSOLE_INDEX: u32 = 64;
 
 static NEXT_MACHINE: AtomicU64 = AtomicU64::new(0);
 
@@ -58,6 +64,9 @@ pub struct Config {
     qmp_enabled: bool,
     launch_timeout: Option<Duration>,
     event_queue_capacity: usize,
+    console: Option<ConsoleConfig>,
+    console_log: Option<PathBuf>,
+    console_buffer_limit: usize,
 }
 
 impl Config {
@@ -75,6 +84,9 @@ impl Config {
             qmp_enabled: true,
             launch_timeout: Some(DEFAULT_LAUNCH_TIMEOUT),
             event_queue_capacity: DEFAULT_EVENT_QUEUE_CAPACITY,
+            console: None,
+            console_log: None,
+            console_buffer_limit: DEFAULT_CONSOLE_BUFFER,
         }
     }
 
@@ -153,6 +165,37 @@ impl Config {
     /// is dropped and counted.
     pub fn event_queue_capacity(&mut self, capacity: usize) -> &mut Self {
         self.event_queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// Attach a serial console (`QEMUMachine.set_console`): `device_type`
+    /// `None` adds `-serial chardev:console` (the machine's default serial
+    /// device), otherwise `-device TYPE,chardev=console`; `index` adds that
+    /// many `-serial null` first. The console is a socketpair drained by a
+    /// library thread from before QEMU starts, so no output is ever lost and
+    /// QEMU never blocks on it.
+    pub fn console(&mut self, device_type: Option<&str>, index: u32) -> &mut Self {
+        self.console = Some(ConsoleConfig {
+            device_type: device_type.map(str::to_owned),
+            index,
+        });
+        self
+    }
+
+    /// Also append the console output to this file as it arrives (created
+    /// if missing). Enables the default console if none is set.
+    pub fn console_log(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.console_log = Some(path.into());
+        if self.console.is_none() {
+            self.console = Some(ConsoleConfig::default());
+        }
+        self
+    }
+
+    /// Bound of the console output kept in memory (default 64 MiB); beyond
+    /// it the oldest output is dropped and counted.
+    pub fn console_buffer_limit(&mut self, bytes: usize) -> &mut Self {
+        self.console_buffer_limit = bytes.max(1);
         self
     }
 
@@ -254,6 +297,7 @@ impl Machine {
             log_file,
             argv,
             qmp_socket,
+            console,
             qemu_fds,
         } = prepared;
         let inherit: Vec<_> = qemu_fds.iter().map(AsRawFd::as_raw_fd).collect();
@@ -275,6 +319,7 @@ impl Machine {
             process,
             qmp: OnceLock::new(),
             qmp_enabled: config.qmp_enabled,
+            console,
             temp_dir: Mutex::new(Some(temp_dir)),
             log_path,
             captured_log: Mutex::new(None),
@@ -420,6 +465,77 @@ impl Machine {
             .unwrap_or(0)
     }
 
+    /// Wait until `success` appears on the serial console after the read
+    /// cursor (byte-wise, so a prompt without a newline matches). Returns
+    /// the output from the cursor up to and including the match and moves
+    /// the cursor past it. If `failure` appears first: [`Error::ConsoleFailure`]
+    /// (the cursor moves past it). On timeout: [`Error::Timeout`] with the
+    /// output seen so far; the cursor stays. Once QEMU is gone and the
+    /// buffered output does not match: [`Error::Disconnected`].
+    pub fn console_wait(
+        &self,
+        success: &str,
+        failure: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<String> {
+        let run = self.console_run()?;
+        let console = run.console.as_ref().expect("checked by console_run");
+        console
+            .wait(success, failure, Deadline::after(timeout))
+            .map_err(|e| run.explain(e))
+    }
+
+    /// Type `command` followed by a carriage return on the console, then
+    /// wait as [`Machine::console_wait`] does. One deadline covers both.
+    pub fn console_exec(
+        &self,
+        command: &str,
+        success: &str,
+        failure: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<String> {
+        let run = self.console_run()?;
+        let console = run.console.as_ref().expect("checked by console_run");
+        let deadline = Deadline::after(timeout);
+        let mut line = Vec::with_capacity(command.len() + 1);
+        line.extend_from_slice(command.as_bytes());
+        line.push(b'\r');
+        run.check_console_writable()?;
+        console
+            .write(&line, deadline)
+            .and_then(|()| console.wait(success, failure, deadline))
+            .map_err(|e| run.explain(e))
+    }
+
+    /// Send raw bytes to the console. Blocks only while QEMU is not reading
+    /// its console and the socket buffer is full; QEMU exiting (or
+    /// [`Machine::kill`] from another thread) ends the wait.
+    pub fn console_write(&self, data: &[u8]) -> Result<()> {
+        let run = self.console_run()?;
+        run.check_console_writable()?;
+        let console = run.console.as_ref().expect("checked by console_run");
+        console
+            .write(data, Deadline::never())
+            .map_err(|e| run.explain(e))
+    }
+
+    /// Console output after the read cursor, without waiting; moves the
+    /// cursor to the end. Readable after QEMU has exited, until the next
+    /// launch.
+    pub fn console_read(&self) -> Result<String> {
+        let run = self.console_run()?;
+        Ok(run.console.as_ref().expect("checked by console_run").read())
+    }
+
+    /// Console bytes dropped in this run because the in-memory buffer was
+    /// full.
+    pub fn console_dropped(&self) -> u64 {
+        self.console_run()
+            .ok()
+            .and_then(|run| run.console.as_ref().map(Console::dropped))
+            .unwrap_or(0)
+    }
+
     /// Shut QEMU down gracefully: send `quit` (unless one already went
     /// through; without QMP, SIGTERM) and wait up to `timeout` for it to
     /// exit. If that fails, QEMU is killed and reaped and the result is
@@ -544,6 +660,19 @@ impl Machine {
         Ok(run)
     }
 
+    /// The run whose console (open or closed) holds the output.
+    fn console_run(&self) -> Result<Arc<Run>> {
+        let run = self
+            .current_run()
+            .ok_or_else(|| Error::state("the machine has not been launched"))?;
+        if run.console.is_none() {
+            return Err(Error::state(
+                "the machine has no console (configure one with set_console)",
+            ));
+        }
+        Ok(run)
+    }
+
     /// The run to send a command to: launched, not yet shut down.
     fn command_run(&self) -> Result<Arc<Run>> {
         let run = self.qmp_run()?;
@@ -582,6 +711,7 @@ struct Prepared {
     log_file: File,
     argv: Vec<String>,
     qmp_socket: Option<Socket>,
+    console: Option<Console>,
     /// Descriptors QEMU inherits; closed on our side right after the spawn.
     qemu_fds: Vec<OwnedFd>,
 }
@@ -633,6 +763,35 @@ impl Prepared {
             argv.push("-machine".into());
             argv.push(machine_type.clone());
         }
+        let mut console = None;
+        if let Some(console_config) = &config.console {
+            if console_config.index > MAX_CONSOLE_INDEX {
+                return Err(format!(
+                    "console index {} is out of range (at most {MAX_CONSOLE_INDEX})",
+                    console_config.index
+                ));
+            }
+            let log = match &config.console_log {
+                Some(path) => Some(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| {
+                            format!("cannot open the console log {}: {e}", path.display())
+                        })?,
+                ),
+                None => None,
+            };
+            let (ours, theirs) = Socket::pair()
+                .map_err(|e| format!("cannot create the console socket pair: {e}"))?;
+            argv.extend(console_config.qemu_args(theirs.as_raw_fd()));
+            console = Some(
+                Console::start(ours, config.console_buffer_limit, log)
+                    .map_err(|e| e.to_string())?,
+            );
+            qemu_fds.push(theirs.into_fd());
+        }
         argv.extend(config.args.iter().cloned());
         Ok(Prepared {
             temp_dir,
@@ -640,6 +799,7 @@ impl Prepared {
             log_file,
             argv,
             qmp_socket,
+            console,
             qemu_fds,
         })
     }
@@ -655,6 +815,9 @@ struct Run {
     /// events.
     qmp: OnceLock<QmpConnection>,
     qmp_enabled: bool,
+    /// The serial console, if configured; its output stays readable after
+    /// the run.
+    console: Option<Console>,
     temp_dir: Mutex<Option<TempDir>>,
     log_path: PathBuf,
     /// QEMU's output, read into memory when the run is cleaned up (the file
@@ -754,13 +917,25 @@ impl Run {
             }
         }
         if let Some(qmp) = self.qmp.get() {
-            qmp.close();
+            qmp.close(DRAIN_GRACE);
+        }
+        if let Some(console) = &self.console {
+            console.close(DRAIN_GRACE);
         }
         *self.captured_log.lock() = Some(read_log(&self.log_path));
         if let Some(dir) = self.temp_dir.lock().take() {
             let _ = dir.close();
         }
         *finished = true;
+    }
+
+    fn check_console_writable(&self) -> Result<()> {
+        if self.is_finished() {
+            return Err(Error::state(
+                "the machine is not running (it was shut down)",
+            ));
+        }
+        Ok(())
     }
 
     fn log(&self) -> String {

@@ -3,6 +3,8 @@
 //! (or `QM_VALGRIND=1`) each runs under valgrind, which must report no
 //! errors and no definite leaks.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -111,6 +113,9 @@ fn run_c_test(name: &str) {
     } else {
         Command::new(&exe)
     };
+    if name == "console" {
+        cmd.env("QM_TEST_GUEST_DIR", common::guest_dir());
+    }
     let text = run_ok(&mut cmd);
     assert!(text.contains(&format!("{name}: ok")), "{text}");
 }
@@ -133,6 +138,11 @@ fn c_events() {
 #[test]
 fn c_errors_and_bad_input() {
     run_c_test("errors");
+}
+
+#[test]
+fn c_console_against_the_guest() {
+    run_c_test("console");
 }
 
 #[test]

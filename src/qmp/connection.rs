@@ -10,6 +10,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
@@ -251,7 +252,7 @@ impl QmpConnection {
                     deadline.describe()
                 )));
             }
-            timed_out = !wait(&self.shared.wake, &mut st, deadline);
+            timed_out = !deadline.wait(&self.shared.wake, &mut st);
         }
     }
 
@@ -313,7 +314,7 @@ impl QmpConnection {
                 }
                 return Err(Error::Timeout(msg));
             }
-            timed_out = !wait(&self.shared.wake, &mut st, deadline);
+            timed_out = !deadline.wait(&self.shared.wake, &mut st);
         }
     }
 
@@ -331,8 +332,15 @@ impl QmpConnection {
     }
 
     /// Close the connection and stop the reader thread. Queued events stay
-    /// readable; every waiter wakes up. Idempotent.
-    pub(crate) fn close(&self) {
+    /// readable; every waiter wakes up. Idempotent. Events QEMU sent before
+    /// closing its end are collected first: the reader gets up to `grace`
+    /// to reach EOF on its own.
+    pub(crate) fn close(&self, grace: Duration) {
+        {
+            let deadline = Deadline::after(Some(grace));
+            let mut st = self.shared.state.lock();
+            while st.closed.is_none() && deadline.wait(&self.shared.wake, &mut st) {}
+        }
         self.shared.close(Closed::Local);
         let socket = self.socket.lock().take();
         if let Some(socket) = &socket {
@@ -349,19 +357,7 @@ impl QmpConnection {
 
 impl Drop for QmpConnection {
     fn drop(&mut self) {
-        self.close();
-    }
-}
-
-/// Wait on the condition variable until notified or the deadline passes.
-/// Returns `false` only when the deadline has passed.
-fn wait<T>(cond: &Condvar, guard: &mut parking_lot::MutexGuard<'_, T>, deadline: Deadline) -> bool {
-    match deadline.instant() {
-        None => {
-            cond.wait(guard);
-            true
-        }
-        Some(at) => !cond.wait_until(guard, at).timed_out() || !deadline.expired(),
+        self.close(Duration::ZERO);
     }
 }
 

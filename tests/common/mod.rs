@@ -89,3 +89,63 @@ pub fn signal(pid: i32, sig: i32) {
         libc::kill(pid, sig);
     }
 }
+
+/// The test guest (kernel + busybox initramfs), built on first use by
+/// `scripts/build-guest.sh` and cached under `target/guest`. Fails loudly,
+/// never skips, when it cannot be built.
+pub fn guest_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-guest.sh");
+        let out = std::process::Command::new(script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(
+            out.status.success(),
+            "the test guest could not be built ({script} failed; it needs apt-get, \
+             dpkg-deb, cpio, xz and zstd — `make test` installs them):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(dir.join("vmlinux").exists() && dir.join("initramfs.cpio.gz").exists());
+        dir
+    })
+    .clone()
+}
+
+/// The guest's shell prompt (no newline after it).
+pub const PROMPT: &str = "guest# ";
+pub const READY: &str = "QM-GUEST-READY";
+pub const BOOT: Option<Duration> = Some(Duration::from_secs(60));
+
+/// A Linux guest with a console on ttyS0 (`console_index` 0).
+pub fn guest_config() -> Config {
+    guest_config_on("ttyS0")
+}
+
+/// A Linux guest whose kernel console is `tty`; the caller sets the
+/// console device to match.
+pub fn guest_config_on(tty: &str) -> Config {
+    let dir = guest_dir();
+    let mut config = Config::new(qemu_binary());
+    config
+        .args(["-accel", "tcg", "-m", "256", "-nodefaults", "-no-reboot"])
+        .arg("-kernel")
+        .arg(dir.join("vmlinux").to_str().unwrap())
+        .arg("-initrd")
+        .arg(dir.join("initramfs.cpio.gz").to_str().unwrap())
+        .arg("-append")
+        .arg(format!("console={tty} panic=-1"))
+        .console(None, 0);
+    config
+}
+
+/// Launch a guest and wait for its shell prompt.
+pub fn booted_guest(config: Config) -> Machine {
+    let m = Machine::new(config);
+    m.launch().expect("launch guest");
+    m.console_wait(READY, Some("Kernel panic"), BOOT)
+        .expect("guest ready");
+    m.console_wait(PROMPT, None, BOOT).expect("guest prompt");
+    m
+}
