@@ -59,6 +59,11 @@ DECL(qm_status, qm_console_exec,
      (qm_machine *m, const char *command, const char *success, const char *failure,
       int64_t timeout_ms, char **output, qm_error **err))
 DECL(qm_status, qm_console_read, (qm_machine *m, char **output, qm_error **err))
+DECL(qm_status, qm_set_monitor_unix, (qm_machine *m, const char *path, qm_error **err))
+DECL(qm_status, qm_set_monitor_tcp, (qm_machine *m, const char *host, uint16_t port, qm_error **err))
+DECL(qm_status, qm_add_fd,
+     (qm_machine *m, int fd, int fdset, const char *opaque, const char *opts, qm_error **err))
+DECL(qm_status, qm_send_fd, (qm_machine *m, int fd, const char *fdname, qm_error **err))
 
 /* The contract's enum, with its tag, and its values. */
 typedef char tag_check[sizeof(enum qm_status) == sizeof(qm_status) ? 1 : -1];

@@ -418,7 +418,8 @@ enum qm_status qm_shutdown(struct qm_machine *m, int64_t timeout_ms, struct qm_e
  * Kill QEMU with SIGKILL, reap it and clean up. Also interrupts a launch,
  * shutdown or wait blocked in another thread. Not launched: no-op.
  *
- * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+ * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE (an
+ * attached machine: its QEMU is not ours to kill).
  */
 enum qm_status qm_kill(struct qm_machine *m, struct qm_error **err);
 
@@ -470,6 +471,122 @@ enum qm_status qm_log(const struct qm_machine *m, char **log, struct qm_error **
  * Statuses: QM_OK, QM_ERR_STATE (not launched), QM_ERR_INVALID_ARGUMENT.
  */
 enum qm_status qm_temp_dir(const struct qm_machine *m, char **dir, struct qm_error **err);
+
+/**
+ * The full command line of the current or last run (wrapper, binary, the
+ * library's arguments, yours), as a JSON array of strings in `*argv_json`
+ * (if not NULL; free with qm_string_free()). For an attached machine, the
+ * address it is attached to.
+ *
+ * Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_INVALID_ARGUMENT.
+ */
+enum qm_status qm_command_line(const struct qm_machine *m, char **argv_json, struct qm_error **err);
+
+/**
+ * Pass descriptor `fd` to QEMU at launch: adds `-add-fd
+ * fd=N,set=FDSET,opaque=OPAQUE[,OPTS]`, usable inside QEMU as
+ * `/dev/fdset/FDSET` (e.g. `-drive file=/dev/fdset/1,...`). `opts` (may be
+ * NULL) is appended as is, e.g. "read-only=on"; commas in `opaque` are
+ * escaped for QEMU.
+ *
+ * The library keeps its own duplicate of `fd` for every later launch, so
+ * the caller may close `fd` right after this call. The duplicate is
+ * close-on-exec in this process and made inheritable only in QEMU's child
+ * process: another machine launched at the same time from another thread,
+ * or any other program the host starts, never inherits it.
+ *
+ * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`fd` not open, negative
+ * `fdset`, bad string); QM_ERR_STATE (launched).
+ */
+enum qm_status qm_add_fd(struct qm_machine *m,
+                         int fd,
+                         int fdset,
+                         const char *opaque,
+                         const char *opts,
+                         struct qm_error **err);
+
+/**
+ * Put the QMP monitor on a Unix socket at `path` instead of a socketpair:
+ * at launch the library listens there before starting QEMU
+ * (`-chardev socket,path=PATH`), QEMU connects, and the library accepts
+ * within the launch timeout while watching QEMU (QEMU dying is
+ * QM_ERR_LAUNCH at once). The socket file is removed at shutdown. A path
+ * that exists already makes the launch fail.
+ *
+ * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, empty, or
+ * longer than sun_path allows: 107 bytes); QM_ERR_STATE (launched).
+ */
+enum qm_status qm_set_monitor_unix(struct qm_machine *m, const char *path, struct qm_error **err);
+
+/**
+ * Put the QMP monitor on TCP: at launch the library listens on exactly
+ * `host` (e.g. "127.0.0.1"; never a wildcard unless you pass one) and
+ * `port` (0: any free port, see qm_monitor_port()), and QEMU connects to
+ * it (`-chardev socket,host=HOST,port=PORT`). Descriptors cannot be passed
+ * over TCP (qm_send_fd() is QM_ERR_STATE). A port in use makes qm_launch()
+ * fail with QM_ERR_LAUNCH.
+ *
+ * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, empty or bad host);
+ * QM_ERR_STATE (launched).
+ */
+enum qm_status qm_set_monitor_tcp(struct qm_machine *m,
+                                  const char *host,
+                                  uint16_t port,
+                                  struct qm_error **err);
+
+/**
+ * The TCP port of a TCP monitor (the one the system picked when 0 was
+ * asked for), once launched: on QM_OK `*port` (if not NULL) receives it.
+ *
+ * Statuses: QM_OK; QM_ERR_STATE (not launched, or the monitor is not on
+ * TCP); QM_ERR_INVALID_ARGUMENT.
+ */
+enum qm_status qm_monitor_port(const struct qm_machine *m, uint16_t *port, struct qm_error **err);
+
+/**
+ * Append every QMP line sent and received to the file at `path` (created
+ * if missing): one line each, `SECONDS.MICROS >> LINE` for sent and `<<`
+ * for received, with CLOCK_MONOTONIC timestamps; `##` lines are comments.
+ * Applies to every later launch, and at once to an open connection (so it
+ * also works on an attached machine).
+ *
+ * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT; QM_ERR_IO (the file cannot be
+ * opened for a live connection; for a later launch it is QM_ERR_LAUNCH).
+ */
+enum qm_status qm_set_qmp_trace(struct qm_machine *m, const char *path, struct qm_error **err);
+
+/**
+ * Connect to a QEMU started elsewhere whose QMP monitor listens on the
+ * Unix socket `path` (e.g. `-qmp unix:PATH,server=on,wait=off`), and
+ * negotiate within `timeout_ms`. On QM_OK `*out` receives a machine to
+ * use as a launched one: QMP commands and events work; qm_shutdown()
+ * sends `quit` and waits for QEMU to close the connection (QM_ERR_TIMEOUT
+ * if it does not); qm_wait() waits for the connection to close; qm_pid()
+ * is -1 and qm_log() QM_ERR_STATE; qm_kill() is QM_ERR_STATE (the QEMU is
+ * not ours); configuring or launching it is QM_ERR_STATE. qm_machine_free()
+ * disconnects without stopping QEMU. Free it with qm_machine_free().
+ *
+ * Statuses: QM_OK; QM_ERR_IO (cannot connect); QM_ERR_TIMEOUT;
+ * QM_ERR_DISCONNECTED; QM_ERR_PROTOCOL (not a QMP server);
+ * QM_ERR_INVALID_ARGUMENT.
+ */
+enum qm_status qm_attach_unix(const char *path,
+                              int64_t timeout_ms,
+                              struct qm_machine **out,
+                              struct qm_error **err);
+
+/**
+ * Connect to a QEMU whose QMP monitor listens on TCP at `host`:`port`,
+ * possibly on another host (e.g. `-qmp tcp:0.0.0.0:4444,server=on,wait=off`
+ * there). As qm_attach_unix(), except that descriptors cannot be passed.
+ *
+ * Statuses: as qm_attach_unix().
+ */
+enum qm_status qm_attach_tcp(const char *host,
+                             uint16_t port,
+                             int64_t timeout_ms,
+                             struct qm_machine **out,
+                             struct qm_error **err);
 
 /**
  * Run QMP command `cmd` with arguments `args_json` (a JSON object, or NULL
@@ -581,6 +698,34 @@ enum qm_status qm_events_take(struct qm_machine *m,
 enum qm_status qm_events_dropped(const struct qm_machine *m,
                                  uint64_t *count,
                                  struct qm_error **err);
+
+/**
+ * Pass descriptor `fd` to QEMU under the name `fdname`: sends `getfd`
+ * with `fd` as SCM_RIGHTS ancillary data on the QMP socket, and waits up
+ * to 30 s for the reply. The name is then usable where QEMU takes an fd
+ * name (`closefd`, `migrate` to "fd:NAME", `netdev_add`...). `fd` stays
+ * the caller's: QEMU receives its own copy.
+ *
+ * Statuses: QM_OK; QM_ERR_STATE (the monitor is not a Unix socket — TCP
+ * monitor or TCP attachment —, not launched, QMP disabled);
+ * QM_ERR_COMMAND (QEMU refused); QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED;
+ * QM_ERR_INVALID_ARGUMENT (`fd` not open, bad name).
+ */
+enum qm_status qm_send_fd(struct qm_machine *m, int fd, const char *fdname, struct qm_error **err);
+
+/**
+ * Whether event `event_json` matches `match_json` by the rules of
+ * qm_event_wait() (QEMU's `QEMUMachine.event_match`): the match is a
+ * sub-object checked recursively, a JSON null in it is a wildcard, other
+ * values compare equal. On QM_OK `*matches` (if not NULL) receives the
+ * answer. Needs no machine.
+ *
+ * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (NULL, invalid JSON).
+ */
+enum qm_status qm_event_match(const char *event_json,
+                              const char *match_json,
+                              bool *matches,
+                              struct qm_error **err);
 
 /**
  * A static, human-readable description of a status code. Accepts any

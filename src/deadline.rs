@@ -37,6 +37,19 @@ impl Deadline {
         matches!(self.at, Some(d) if Instant::now() >= d)
     }
 
+    /// The earlier of this deadline and `now + limit` (for waking up
+    /// periodically within a longer wait).
+    pub(crate) fn capped(&self, limit: Duration) -> Self {
+        let cap = Instant::now() + limit;
+        match self.at {
+            Some(at) if at <= cap => *self,
+            _ => Deadline {
+                at: Some(cap),
+                budget: Some(limit),
+            },
+        }
+    }
+
     /// "within 500 ms", for timeout messages.
     pub(crate) fn describe(&self) -> String {
         match self.budget {

@@ -33,6 +33,6 @@ mod threads;
 
 pub use console::{ConsoleConfig, DEFAULT_CONSOLE_BUFFER};
 pub use error::{Error, LaunchError, Result};
-pub use machine::{Config, Machine, DEFAULT_LAUNCH_TIMEOUT};
+pub use machine::{Config, Machine, MonitorAddress, DEFAULT_LAUNCH_TIMEOUT, MAX_UNIX_SOCKET_PATH};
 pub use process::ExitStatus;
 pub use qmp::events::{event_match, EventFilter};

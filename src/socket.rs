@@ -61,6 +61,11 @@ impl Socket {
         ))
     }
 
+    /// Adopt a connected stream socket.
+    pub(crate) fn from_fd(fd: OwnedFd) -> Socket {
+        Socket { fd }
+    }
+
     /// Send all of `data`, waiting for buffer space until `deadline`.
     /// `MSG_NOSIGNAL`: a peer that has gone away yields `EPIPE`, never a
     /// signal that would kill the host process.
@@ -68,6 +73,82 @@ impl Socket {
         let mut sent = 0;
         self.send_from(data, &mut sent, deadline)
             .map_err(|error| PartialSend { error, sent })
+    }
+
+    /// Send `data` with `fd` attached as `SCM_RIGHTS` ancillary data (on
+    /// the first byte), then the rest of `data` if the first send was
+    /// partial. Unix sockets only.
+    pub(crate) fn send_with_fd(
+        &self,
+        data: &[u8],
+        fd: BorrowedFd<'_>,
+        deadline: Deadline,
+    ) -> Result<(), PartialSend> {
+        let mut sent = 0;
+        self.send_first_with_fd(data, fd, &mut sent, deadline)
+            .and_then(|()| self.send_from(data, &mut sent, deadline))
+            .map_err(|error| PartialSend { error, sent })
+    }
+
+    fn send_first_with_fd(
+        &self,
+        data: &[u8],
+        fd: BorrowedFd<'_>,
+        sent: &mut usize,
+        deadline: Deadline,
+    ) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        let fd_len = std::mem::size_of::<RawFd>() as libc::c_uint;
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(fd_len) } as usize;
+        // u64 storage keeps the control buffer aligned for cmsghdr.
+        let mut control = vec![0u64; space.div_ceil(8)];
+        loop {
+            let mut iov = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+            // SAFETY: msghdr is plain data; every pointer set below points to
+            // a live buffer of the stated length for the duration of sendmsg.
+            let n = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = space as _;
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(fd_len) as _;
+                std::ptr::copy_nonoverlapping(
+                    (&raw as *const RawFd).cast::<u8>(),
+                    libc::CMSG_DATA(cmsg),
+                    fd_len as usize,
+                );
+                libc::sendmsg(
+                    self.fd.as_raw_fd(),
+                    &msg,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                *sent = n as usize;
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    if !wait_ready(self.fd.as_fd(), libc::POLLOUT, None, deadline)? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "timed out waiting to write (peer not reading)",
+                        ));
+                    }
+                }
+                _ => return Err(err),
+            }
+        }
     }
 
     fn send_from(&self, all: &[u8], sent: &mut usize, deadline: Deadline) -> io::Result<()> {

@@ -146,6 +146,11 @@ fn c_console_against_the_guest() {
 }
 
 #[test]
+fn c_features() {
+    run_c_test("features");
+}
+
+#[test]
 fn c_threads() {
     run_c_test("threads");
 }

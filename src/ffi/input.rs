@@ -2,7 +2,8 @@
 //! here, and every string handed back to C is made here. Errors name the
 //! parameter.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -74,6 +75,19 @@ pub(crate) fn timeout(ms: i64, name: &str) -> Result<Option<Duration>> {
              up to {QM_TIMEOUT_MAX_MS}, got {ms}"
         ))),
     }
+}
+
+/// A descriptor number from C, checked to be open (`fcntl(F_GETFD)`).
+pub(crate) fn borrowed_fd<'a>(fd: c_int, name: &str) -> Result<BorrowedFd<'a>> {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(Error::invalid(format!(
+            "`{name}` ({fd}) is not an open file descriptor"
+        )));
+    }
+    // SAFETY: checked to be open; the caller's contract keeps it open for
+    // the duration of the call.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// Text for C: NUL bytes (which C strings cannot carry) are dropped.

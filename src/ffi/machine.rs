@@ -8,7 +8,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::boundary::{status_call, value_call};
 use super::error::qm_error;
-use super::input::{put, put_string, required_str, timeout};
+use super::input::{borrowed_fd, optional_str, put, put_json, put_string, required_str, timeout};
 use super::status::qm_status;
 use crate::error::{Error, Result};
 use crate::machine::{Config, Machine};
@@ -65,6 +65,14 @@ impl Deref for Entered<'_> {
     }
 }
 
+/// A new handle for C, freed by qm_machine_free().
+fn new_handle(machine: Machine) -> *mut qm_machine {
+    Box::into_raw(Box::new(qm_machine {
+        machine,
+        gate: Arc::default(),
+    }))
+}
+
 /// Check `m` and register a call on it.
 pub(crate) fn enter<'a>(m: *const qm_machine) -> Result<Entered<'a>> {
     // SAFETY: NULL or a pointer from qm_machine_new() not yet freed (the
@@ -105,11 +113,7 @@ pub extern "C" fn qm_machine_new(
         if out.is_null() {
             return Err(Error::invalid("`out` is NULL"));
         }
-        let handle = Box::new(qm_machine {
-            machine: Machine::new(Config::new(binary)),
-            gate: Arc::default(),
-        });
-        put(out, Box::into_raw(handle));
+        put(out, new_handle(Machine::new(Config::new(binary))));
         Ok(())
     })
 }
@@ -355,7 +359,8 @@ pub extern "C" fn qm_shutdown(
 /// Kill QEMU with SIGKILL, reap it and clean up. Also interrupts a launch,
 /// shutdown or wait blocked in another thread. Not launched: no-op.
 ///
-/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE (an
+/// attached machine: its QEMU is not ours to kill).
 #[no_mangle]
 pub extern "C" fn qm_kill(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_status {
     status_call(err, || enter(m)?.kill())
@@ -452,6 +457,200 @@ pub extern "C" fn qm_temp_dir(
             .temp_dir()
             .ok_or_else(|| Error::state("the machine is not launched"))?;
         put_string(dir, path.to_string_lossy().into_owned());
+        Ok(())
+    })
+}
+
+/// The full command line of the current or last run (wrapper, binary, the
+/// library's arguments, yours), as a JSON array of strings in `*argv_json`
+/// (if not NULL; free with qm_string_free()). For an attached machine, the
+/// address it is attached to.
+///
+/// Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_command_line(
+    m: *const qm_machine,
+    argv_json: *mut *mut c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let argv = enter(m)?
+            .command_line()
+            .ok_or_else(|| Error::state("the machine has not been launched"))?;
+        put_json(argv_json, &serde_json::Value::from(argv));
+        Ok(())
+    })
+}
+
+/// Pass descriptor `fd` to QEMU at launch: adds `-add-fd
+/// fd=N,set=FDSET,opaque=OPAQUE[,OPTS]`, usable inside QEMU as
+/// `/dev/fdset/FDSET` (e.g. `-drive file=/dev/fdset/1,...`). `opts` (may be
+/// NULL) is appended as is, e.g. "read-only=on"; commas in `opaque` are
+/// escaped for QEMU.
+///
+/// The library keeps its own duplicate of `fd` for every later launch, so
+/// the caller may close `fd` right after this call. The duplicate is
+/// close-on-exec in this process and made inheritable only in QEMU's child
+/// process: another machine launched at the same time from another thread,
+/// or any other program the host starts, never inherits it.
+///
+/// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`fd` not open, negative
+/// `fdset`, bad string); QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_add_fd(
+    m: *mut qm_machine,
+    fd: c_int,
+    fdset: c_int,
+    opaque: *const c_char,
+    opts: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let opaque = required_str(opaque, "opaque")?;
+        let opts = optional_str(opts, "opts")?;
+        let fdset = u32::try_from(fdset)
+            .map_err(|_| Error::invalid(format!("`fdset` must not be negative, got {fdset}")))?;
+        let fd = borrowed_fd(fd, "fd")?;
+        enter(m)?.try_configure(|c| c.add_fd(fd, fdset, opaque, opts).map(drop))
+    })
+}
+
+/// Put the QMP monitor on a Unix socket at `path` instead of a socketpair:
+/// at launch the library listens there before starting QEMU
+/// (`-chardev socket,path=PATH`), QEMU connects, and the library accepts
+/// within the launch timeout while watching QEMU (QEMU dying is
+/// QM_ERR_LAUNCH at once). The socket file is removed at shutdown. A path
+/// that exists already makes the launch fail.
+///
+/// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, empty, or
+/// longer than sun_path allows: 107 bytes); QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_set_monitor_unix(
+    m: *mut qm_machine,
+    path: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let path = required_str(path, "path")?;
+        enter(m)?.try_configure(|c| c.monitor_unix(path).map(drop))
+    })
+}
+
+/// Put the QMP monitor on TCP: at launch the library listens on exactly
+/// `host` (e.g. "127.0.0.1"; never a wildcard unless you pass one) and
+/// `port` (0: any free port, see qm_monitor_port()), and QEMU connects to
+/// it (`-chardev socket,host=HOST,port=PORT`). Descriptors cannot be passed
+/// over TCP (qm_send_fd() is QM_ERR_STATE). A port in use makes qm_launch()
+/// fail with QM_ERR_LAUNCH.
+///
+/// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, empty or bad host);
+/// QM_ERR_STATE (launched).
+#[no_mangle]
+pub extern "C" fn qm_set_monitor_tcp(
+    m: *mut qm_machine,
+    host: *const c_char,
+    port: u16,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let host = required_str(host, "host")?;
+        enter(m)?.try_configure(|c| c.monitor_tcp(host, port).map(drop))
+    })
+}
+
+/// The TCP port of a TCP monitor (the one the system picked when 0 was
+/// asked for), once launched: on QM_OK `*port` (if not NULL) receives it.
+///
+/// Statuses: QM_OK; QM_ERR_STATE (not launched, or the monitor is not on
+/// TCP); QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_monitor_port(
+    m: *const qm_machine,
+    port: *mut u16,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let p = enter(m)?
+            .monitor_port()
+            .ok_or_else(|| Error::state("no TCP monitor has been launched"))?;
+        put(port, p);
+        Ok(())
+    })
+}
+
+/// Append every QMP line sent and received to the file at `path` (created
+/// if missing): one line each, `SECONDS.MICROS >> LINE` for sent and `<<`
+/// for received, with CLOCK_MONOTONIC timestamps; `##` lines are comments.
+/// Applies to every later launch, and at once to an open connection (so it
+/// also works on an attached machine).
+///
+/// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT; QM_ERR_IO (the file cannot be
+/// opened for a live connection; for a later launch it is QM_ERR_LAUNCH).
+#[no_mangle]
+pub extern "C" fn qm_set_qmp_trace(
+    m: *mut qm_machine,
+    path: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let path = required_str(path, "path")?;
+        enter(m)?.set_qmp_trace(path)
+    })
+}
+
+/// Connect to a QEMU started elsewhere whose QMP monitor listens on the
+/// Unix socket `path` (e.g. `-qmp unix:PATH,server=on,wait=off`), and
+/// negotiate within `timeout_ms`. On QM_OK `*out` receives a machine to
+/// use as a launched one: QMP commands and events work; qm_shutdown()
+/// sends `quit` and waits for QEMU to close the connection (QM_ERR_TIMEOUT
+/// if it does not); qm_wait() waits for the connection to close; qm_pid()
+/// is -1 and qm_log() QM_ERR_STATE; qm_kill() is QM_ERR_STATE (the QEMU is
+/// not ours); configuring or launching it is QM_ERR_STATE. qm_machine_free()
+/// disconnects without stopping QEMU. Free it with qm_machine_free().
+///
+/// Statuses: QM_OK; QM_ERR_IO (cannot connect); QM_ERR_TIMEOUT;
+/// QM_ERR_DISCONNECTED; QM_ERR_PROTOCOL (not a QMP server);
+/// QM_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn qm_attach_unix(
+    path: *const c_char,
+    timeout_ms: i64,
+    out: *mut *mut qm_machine,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let path = required_str(path, "path")?;
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        if out.is_null() {
+            return Err(Error::invalid("`out` is NULL"));
+        }
+        let machine = Machine::attach_unix(path, t)?;
+        put(out, new_handle(machine));
+        Ok(())
+    })
+}
+
+/// Connect to a QEMU whose QMP monitor listens on TCP at `host`:`port`,
+/// possibly on another host (e.g. `-qmp tcp:0.0.0.0:4444,server=on,wait=off`
+/// there). As qm_attach_unix(), except that descriptors cannot be passed.
+///
+/// Statuses: as qm_attach_unix().
+#[no_mangle]
+pub extern "C" fn qm_attach_tcp(
+    host: *const c_char,
+    port: u16,
+    timeout_ms: i64,
+    out: *mut *mut qm_machine,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let host = required_str(host, "host")?;
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        if out.is_null() {
+            return Err(Error::invalid("`out` is NULL"));
+        }
+        let machine = Machine::attach_tcp(host, port, t)?;
+        put(out, new_handle(machine));
         Ok(())
     })
 }

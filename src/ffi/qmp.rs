@@ -1,18 +1,23 @@
 //! QMP commands and events.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::boundary::status_call;
 use super::error::qm_error;
 use super::input::{
-    kind, optional_object, optional_str, parse_json, put, put_json, required_str, timeout,
+    borrowed_fd, kind, optional_object, optional_str, parse_json, put, put_json, required_str,
+    timeout,
 };
 use super::machine::{enter, qm_machine};
 use super::status::qm_status;
 use crate::error::{Error, Result};
-use crate::qmp::events::EventFilter;
+use crate::qmp::events::{event_match, EventFilter};
+
+/// How long qm_send_fd() waits for QEMU's reply to `getfd`.
+const SEND_FD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Run QMP command `cmd` with arguments `args_json` (a JSON object, or NULL
 /// for none) and wait up to `timeout_ms` for the reply. On QM_OK
@@ -181,6 +186,52 @@ pub extern "C" fn qm_events_dropped(
 ) -> qm_status {
     status_call(err, || {
         put(count, enter(m)?.events_dropped());
+        Ok(())
+    })
+}
+
+/// Pass descriptor `fd` to QEMU under the name `fdname`: sends `getfd`
+/// with `fd` as SCM_RIGHTS ancillary data on the QMP socket, and waits up
+/// to 30 s for the reply. The name is then usable where QEMU takes an fd
+/// name (`closefd`, `migrate` to "fd:NAME", `netdev_add`...). `fd` stays
+/// the caller's: QEMU receives its own copy.
+///
+/// Statuses: QM_OK; QM_ERR_STATE (the monitor is not a Unix socket — TCP
+/// monitor or TCP attachment —, not launched, QMP disabled);
+/// QM_ERR_COMMAND (QEMU refused); QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED;
+/// QM_ERR_INVALID_ARGUMENT (`fd` not open, bad name).
+#[no_mangle]
+pub extern "C" fn qm_send_fd(
+    m: *mut qm_machine,
+    fd: c_int,
+    fdname: *const c_char,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let fdname = required_str(fdname, "fdname")?;
+        let fd = borrowed_fd(fd, "fd")?;
+        enter(m)?.send_fd(fd, fdname, Some(SEND_FD_TIMEOUT))
+    })
+}
+
+/// Whether event `event_json` matches `match_json` by the rules of
+/// qm_event_wait() (QEMU's `QEMUMachine.event_match`): the match is a
+/// sub-object checked recursively, a JSON null in it is a wildcard, other
+/// values compare equal. On QM_OK `*matches` (if not NULL) receives the
+/// answer. Needs no machine.
+///
+/// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (NULL, invalid JSON).
+#[no_mangle]
+pub extern "C" fn qm_event_match(
+    event_json: *const c_char,
+    match_json: *const c_char,
+    matches: *mut bool,
+    err: *mut *mut qm_error,
+) -> qm_status {
+    status_call(err, || {
+        let event = parse_json(required_str(event_json, "event_json")?, "event_json")?;
+        let pattern = parse_json(required_str(match_json, "match_json")?, "match_json")?;
+        put(matches, event_match(&event, &pattern));
         Ok(())
     })
 }

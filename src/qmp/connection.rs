@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,6 +19,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::qmp::events::EventQueue;
 use crate::qmp::framing::{parse_message, snippet, LineBuffer, Message};
+use crate::qmp::trace::Trace;
 use crate::socket::{Received, Socket};
 use crate::threads;
 
@@ -65,9 +66,15 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Where every line sent and received is logged, if anywhere.
+    trace: Mutex<Option<Arc<Trace>>>,
 }
 
 impl Shared {
+    fn trace(&self) -> Option<Arc<Trace>> {
+        self.trace.lock().clone()
+    }
+
     fn close(&self, reason: Closed) {
         let mut st = self.state.lock();
         if st.closed.is_none() {
@@ -114,6 +121,7 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectOptions {
     pub event_queue_capacity: usize,
+    pub trace: Option<Arc<Trace>>,
 }
 
 /// An established QMP session.
@@ -140,8 +148,16 @@ impl QmpConnection {
     ) -> Result<QmpConnection> {
         let mut buf = LineBuffer::default();
         let mut events = EventQueue::new(options.event_queue_capacity);
+        let trace = options.trace.as_deref();
 
-        let greeting = match read_message(&socket, &mut buf, deadline, watch, "the QMP greeting")? {
+        let greeting = match read_message(
+            &socket,
+            &mut buf,
+            deadline,
+            watch,
+            trace,
+            "the QMP greeting",
+        )? {
             Message::Greeting(g) => g,
             Message::Event(v) | Message::Reply { body: v, .. } => {
                 return Err(Error::Protocol(format!(
@@ -151,8 +167,12 @@ impl QmpConnection {
         };
         check_greeting(&greeting)?;
 
+        let negotiate = b"{\"execute\":\"qmp_capabilities\",\"id\":0}\n";
+        if let Some(t) = trace {
+            t.sent(negotiate);
+        }
         socket
-            .send_all(b"{\"execute\":\"qmp_capabilities\",\"id\":0}\n", deadline)
+            .send_all(negotiate, deadline)
             .map_err(|e| write_error(e.error, "qmp_capabilities"))?;
         loop {
             match read_message(
@@ -160,6 +180,7 @@ impl QmpConnection {
                 &mut buf,
                 deadline,
                 watch,
+                trace,
                 "the reply to qmp_capabilities",
             )? {
                 Message::Event(ev) => events.push(ev),
@@ -191,6 +212,7 @@ impl QmpConnection {
                 stray_replies: 0,
             }),
             wake: Condvar::new(),
+            trace: Mutex::new(options.trace.clone()),
         });
         let reader = {
             let socket = Arc::clone(&socket);
@@ -221,6 +243,29 @@ impl QmpConnection {
         args: Option<&Value>,
         deadline: Deadline,
     ) -> Result<Value> {
+        self.execute_with(cmd, args, None, deadline)
+    }
+
+    /// Like [`QmpConnection::execute`], passing `fd` along with the command
+    /// as `SCM_RIGHTS` ancillary data (for `getfd`, `add-fd`). Unix sockets
+    /// only.
+    pub(crate) fn execute_with_fd(
+        &self,
+        cmd: &str,
+        args: Option<&Value>,
+        fd: BorrowedFd<'_>,
+        deadline: Deadline,
+    ) -> Result<Value> {
+        self.execute_with(cmd, args, Some(fd), deadline)
+    }
+
+    fn execute_with(
+        &self,
+        cmd: &str,
+        args: Option<&Value>,
+        fd: Option<BorrowedFd<'_>>,
+        deadline: Deadline,
+    ) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let line = encode_command(cmd, args, id);
         {
@@ -230,7 +275,7 @@ impl QmpConnection {
             }
             st.replies.insert(id, None);
         }
-        if let Err(e) = self.send_line(&line, cmd, deadline) {
+        if let Err(e) = self.send_line(&line, cmd, fd, deadline) {
             self.shared.state.lock().replies.remove(&id);
             return Err(e);
         }
@@ -256,14 +301,33 @@ impl QmpConnection {
         }
     }
 
-    fn send_line(&self, line: &[u8], cmd: &str, deadline: Deadline) -> Result<()> {
+    fn send_line(
+        &self,
+        line: &[u8],
+        cmd: &str,
+        fd: Option<BorrowedFd<'_>>,
+        deadline: Deadline,
+    ) -> Result<()> {
         let socket = self
             .socket
             .lock()
             .clone()
             .ok_or_else(|| Closed::Local.error())?;
         let _w = self.write_lock.lock();
-        match socket.send_all(line, deadline) {
+        if let Some(trace) = self.shared.trace() {
+            trace.sent(line);
+            if let Some(fd) = fd {
+                trace.note(&format!(
+                    "(fd {} passed with the line above)",
+                    fd.as_raw_fd()
+                ));
+            }
+        }
+        let result = match fd {
+            Some(fd) => socket.send_with_fd(line, fd, deadline),
+            None => socket.send_all(line, deadline),
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(partial) => {
                 if partial.sent > 0 {
@@ -316,6 +380,30 @@ impl QmpConnection {
             }
             timed_out = !deadline.wait(&self.shared.wake, &mut st);
         }
+    }
+
+    /// Start (or stop, with `None`) tracing this connection's traffic.
+    pub(crate) fn set_trace(&self, trace: Option<Arc<Trace>>) {
+        *self.shared.trace.lock() = trace;
+    }
+
+    /// Wait until the connection is closed (QEMU exited or closed it).
+    /// `false` if it is still open at the deadline.
+    pub(crate) fn wait_closed(&self, deadline: Deadline) -> bool {
+        let mut st = self.shared.state.lock();
+        loop {
+            if st.closed.is_some() {
+                return true;
+            }
+            if !deadline.wait(&self.shared.wake, &mut st) {
+                return st.closed.is_some();
+            }
+        }
+    }
+
+    /// Whether the connection is still open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.shared.state.lock().closed.is_none()
     }
 
     /// All queued events, oldest first; the queue is left empty.
@@ -399,6 +487,7 @@ fn read_message(
     buf: &mut LineBuffer,
     deadline: Deadline,
     watch: Option<BorrowedFd<'_>>,
+    trace: Option<&Trace>,
     what: &str,
 ) -> Result<Message> {
     loop {
@@ -409,6 +498,9 @@ fn read_message(
                 snippet(&e.head)
             ))
         })? {
+            if let Some(t) = trace {
+                t.received(line);
+            }
             if let Some(msg) = parse_message(line).map_err(Error::Protocol)? {
                 return Ok(msg);
             }
@@ -450,7 +542,12 @@ fn reader_main(socket: &Socket, shared: &Shared, mut buf: LineBuffer) {
     let reason = 'read: loop {
         loop {
             let line = match buf.next_line() {
-                Ok(Some(line)) => line,
+                Ok(Some(line)) => {
+                    if let Some(trace) = shared.trace() {
+                        trace.received(line);
+                    }
+                    line
+                }
                 Ok(None) => break,
                 Err(e) => {
                     break 'read Closed::Protocol(format!(

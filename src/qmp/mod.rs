@@ -4,5 +4,6 @@
 pub(crate) mod connection;
 pub mod events;
 pub mod framing;
+pub(crate) mod trace;
 
 pub(crate) use connection::{ConnectOptions, QmpConnection};
