@@ -9,7 +9,7 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -pedantic
 RELEASE := target/release
 SONAME := libqemu_machine.so.$(shell sed -n 's/^version = "\([0-9]*\)\..*/\1/p' Cargo.toml)
 
-.PHONY: all build demo test deps guest
+.PHONY: all build demo test deps guest fuzz fuzz-quick
 
 all: build
 
@@ -33,3 +33,11 @@ demo: deps guest build $(RELEASE)/demo
 
 test: deps guest
 	$(CARGO) test
+
+# Fuzz the QMP stream reader and the event matcher (cargo-fuzz, stable
+# toolchain): 10 million runs each; fuzz-quick runs each for 30 s.
+fuzz:
+	scripts/fuzz.sh -runs=10000000
+
+fuzz-quick:
+	scripts/fuzz.sh -max_total_time=30

@@ -10,14 +10,16 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::deadline::Deadline;
 use crate::socket::wait_ready;
+use crate::threads;
 
 /// How a QEMU process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +98,99 @@ pub(crate) struct SpawnSpec<'a> {
     pub inherit: &'a [RawFd],
 }
 
+/// A spawn request for the spawner thread.
+struct SpawnJob {
+    argv: Vec<String>,
+    output: File,
+    inherit: Vec<RawFd>,
+    reply: mpsc::SyncSender<io::Result<QemuProcess>>,
+}
+
+/// The thread every QEMU is started from. It lives as long as the process,
+/// which lets each child ask the kernel (`PR_SET_PDEATHSIG`) to SIGKILL it
+/// when that thread ends — that is, when the host process exits or crashes.
+/// A test program that dies without shutting its machines down leaves no
+/// QEMU behind. (The death signal follows the thread that forked, so
+/// forking from the caller's thread would kill QEMU whenever that thread
+/// ended.)
+fn spawner() -> io::Result<&'static mpsc::Sender<SpawnJob>> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnJob>> = OnceLock::new();
+    if let Some(s) = SPAWNER.get() {
+        return Ok(s);
+    }
+    let (tx, rx) = mpsc::channel::<SpawnJob>();
+    let _thread = threads::spawn("qm-spawner", move || {
+        for job in rx {
+            let result = catch_unwind(AssertUnwindSafe(|| spawn_here(&job)))
+                .unwrap_or_else(|_| Err(io::Error::other("panic while starting QEMU")));
+            let _ = job.reply.send(result);
+        }
+    })?;
+    // Two first launches may race to here; the loser's thread exits when
+    // its sender is dropped, having spawned nothing.
+    Ok(SPAWNER.get_or_init(|| tx))
+}
+
+fn spawn_here(job: &SpawnJob) -> io::Result<QemuProcess> {
+    let (program, args) = job
+        .argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(job.output.try_clone()?))
+        .stderr(Stdio::from(job.output.try_clone()?));
+    let inherit = job.inherit.clone();
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: sigset_t is plain data filled by sigemptyset.
+    let no_signals = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        set
+    };
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe syscalls on plain data prepared beforehand.
+    unsafe {
+        cmd.pre_exec(move || {
+            // This thread blocks every signal; QEMU must start with none
+            // blocked.
+            libc::pthread_sigmask(libc::SIG_SETMASK, &no_signals, std::ptr::null_mut());
+            // Die with the host process (see `spawner`); if it is already
+            // gone, do not start at all.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(127);
+            }
+            // Descriptors the host process leaked without O_CLOEXEC must
+            // not reach QEMU either; kernels without close_range just
+            // skip this step.
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            );
+            for &fd in &inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id() as libc::pid_t;
+    // `Child` neither kills nor waits on drop; from here on the pid is
+    // managed by hand so that every reap goes through `status`.
+    drop(child);
+    Ok(QemuProcess {
+        pid,
+        pidfd: Mutex::new(pidfd_open(pid).map(Arc::new)),
+        status: Mutex::new(None),
+    })
+}
+
 /// A running (or exited, not yet reaped) child process.
 #[derive(Debug)]
 pub(crate) struct QemuProcess {
@@ -109,48 +204,24 @@ pub(crate) struct QemuProcess {
 }
 
 impl QemuProcess {
+    /// Start the process (from the spawner thread) and return once it has
+    /// been exec'd, or with the reason it could not be.
     pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> io::Result<QemuProcess> {
-        let (program, args) = spec
-            .argv
-            .split_first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(spec.output.try_clone()?))
-            .stderr(Stdio::from(spec.output.try_clone()?));
-        let inherit: Vec<RawFd> = spec.inherit.to_vec();
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe syscalls on plain integers.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Descriptors the host process leaked without O_CLOEXEC must
-                // not reach QEMU either; kernels without close_range just
-                // skip this step.
-                libc::syscall(
-                    libc::SYS_close_range,
-                    3 as libc::c_uint,
-                    libc::c_uint::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-                );
-                for &fd in &inherit {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn()?;
-        let pid = child.id() as libc::pid_t;
-        // `Child` neither kills nor waits on drop; from here on the pid is
-        // managed by hand so that every reap goes through `status`.
-        drop(child);
-        Ok(QemuProcess {
-            pid,
-            pidfd: Mutex::new(pidfd_open(pid).map(Arc::new)),
-            status: Mutex::new(None),
-        })
+        let (reply, result) = mpsc::sync_channel(1);
+        let job = SpawnJob {
+            argv: spec.argv.to_vec(),
+            output: spec.output.try_clone()?,
+            inherit: spec.inherit.to_vec(),
+            reply,
+        };
+        spawner()?
+            .send(job)
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        // The caller keeps the inherited descriptors open until this
+        // returns, so the numbers in the job stay valid.
+        result
+            .recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
     }
 
     pub(crate) fn pid(&self) -> libc::pid_t {

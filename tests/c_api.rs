@@ -136,8 +136,32 @@ fn c_events() {
 }
 
 #[test]
-fn c_errors_and_bad_input() {
+fn c_errors() {
     run_c_test("errors");
+}
+
+#[test]
+fn c_bad_input_for_every_function() {
+    run_c_test("bad_input");
+}
+
+#[test]
+fn every_exported_function_has_bad_input_cases() {
+    let symbols = run_ok(
+        Command::new("nm")
+            .args(["-D", "--defined-only"])
+            .arg(built_library()),
+    );
+    let table = std::fs::read_to_string(repo().join("c-tests/bad_input.c")).unwrap();
+    let missing: Vec<&str> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|name| name.starts_with("qm_") && !table.contains(&format!("{name}(")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exercised by c-tests/bad_input.c: {missing:?}"
+    );
 }
 
 #[test]
@@ -148,6 +172,11 @@ fn c_console_against_the_guest() {
 #[test]
 fn c_features() {
     run_c_test("features");
+}
+
+#[test]
+fn c_free_while_other_threads_wait() {
+    run_c_test("free_while_waiting");
 }
 
 #[test]

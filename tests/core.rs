@@ -21,6 +21,15 @@ fn launch_query_status_and_clean_shutdown() {
     let status = m.command("query-status", None, SHORT).unwrap();
     assert_eq!(status["status"], "running");
     assert_eq!(status["running"], true);
+    // QEMU does not inherit the library threads' blocked signals.
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let blocked = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    let term_and_int = (1 << (libc::SIGTERM - 1)) | (1 << (libc::SIGINT - 1));
+    assert_eq!(blocked & term_and_int, 0, "SigBlk {blocked:x}");
     let greeting = m.greeting().unwrap();
     assert!(
         greeting["QMP"]["version"]["qemu"]["major"]
@@ -465,4 +474,46 @@ fn commands_before_launch_are_state_errors() {
     m.shutdown(SHORT).unwrap();
     m.kill().unwrap();
     m.wait(ms(0)).unwrap();
+}
+
+#[test]
+fn by_default_no_tcp_and_no_socket_files() {
+    let m = launched_none();
+    let line = m.command_line().unwrap().join(" ");
+    assert!(line.contains("socket,id=mon,fd="), "{line}");
+    assert!(!line.contains("host=") && !line.contains("path="), "{line}");
+    // The private directory holds the log and nothing else.
+    let dir = m.temp_dir().unwrap();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() == 1 && names[0].ends_with(".log"), "{names:?}");
+    // No descriptor of QEMU is a TCP socket.
+    let tcp_inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let qemu_sockets: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", m.pid().unwrap()))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|t| {
+            t.to_string_lossy()
+                .strip_prefix("socket:[")
+                .map(|s| s.trim_end_matches(']').to_string())
+        })
+        .collect();
+    assert!(!qemu_sockets.is_empty());
+    assert!(
+        qemu_sockets.iter().all(|s| !tcp_inodes.contains(s)),
+        "a TCP socket"
+    );
+    m.shutdown(SHORT).unwrap();
 }

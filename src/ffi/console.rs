@@ -4,7 +4,9 @@ use std::ffi::{c_char, c_uint};
 
 use super::boundary::status_call;
 use super::error::qm_error;
-use super::input::{optional_str, put, put_string, required_str, timeout};
+use super::input::{
+    non_empty_str, optional_non_empty_str, optional_str, put, put_string, required_str, timeout,
+};
 use super::machine::{enter, qm_machine};
 use super::status::qm_status;
 use crate::error::Error;
@@ -89,8 +91,8 @@ pub extern "C" fn qm_console_wait(
     err: *mut *mut qm_error,
 ) -> qm_status {
     status_call(err, || {
-        let success = required_str(success, "success")?;
-        let failure = optional_str(failure, "failure")?;
+        let success = non_empty_str(success, "success")?;
+        let failure = optional_non_empty_str(failure, "failure")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
         let text = enter(m)?.console_wait(success, failure, t)?;
         put_string(output, text);
@@ -138,8 +140,8 @@ pub extern "C" fn qm_console_exec(
 ) -> qm_status {
     status_call(err, || {
         let command = required_str(command, "command")?;
-        let success = required_str(success, "success")?;
-        let failure = optional_str(failure, "failure")?;
+        let success = non_empty_str(success, "success")?;
+        let failure = optional_non_empty_str(failure, "failure")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
         let text = enter(m)?.console_exec(command, success, failure, t)?;
         put_string(output, text);

@@ -16,6 +16,25 @@ pub(crate) fn required_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> 
     optional_str(p, name)?.ok_or_else(|| Error::invalid(format!("`{name}` is NULL")))
 }
 
+/// A required, non-empty string (a console pattern, a host name).
+pub(crate) fn non_empty_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
+    let s = required_str(p, name)?;
+    if s.is_empty() {
+        return Err(Error::invalid(format!("`{name}` must not be empty")));
+    }
+    Ok(s)
+}
+
+/// An optional string that must not be empty when given.
+pub(crate) fn optional_non_empty_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>> {
+    match optional_str(p, name)? {
+        Some("") => Err(Error::invalid(format!(
+            "`{name}` must not be empty (pass NULL for none)"
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// An optional NUL-terminated UTF-8 string (NULL → `None`).
 pub(crate) fn optional_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>> {
     if p.is_null() {

@@ -11,7 +11,7 @@ use super::error::qm_error;
 use super::input::{borrowed_fd, optional_str, put, put_json, put_string, required_str, timeout};
 use super::status::qm_status;
 use crate::error::{Error, Result};
-use crate::machine::{Config, Machine};
+use crate::machine::{Config, Machine, MonitorAddress};
 use crate::process::ExitStatus;
 
 /// A QEMU virtual machine: its configuration, and while launched, the QEMU
@@ -137,8 +137,9 @@ pub extern "C" fn qm_machine_free(m: *mut qm_machine) {
         // contract).
         let handle = unsafe { &*m };
         handle.gate.state.lock().closing = true;
-        // Wakes every blocked call: their connections close, QEMU is gone.
-        let _ = handle.machine.kill();
+        // Wakes every blocked call: their connections close, our QEMU is
+        // gone (an attached one is only disconnected from).
+        handle.machine.release();
         let mut state = handle.gate.state.lock();
         while state.in_flight > 0 {
             handle.gate.idle.wait(&mut state);
@@ -531,8 +532,10 @@ pub extern "C" fn qm_set_monitor_unix(
     err: *mut *mut qm_error,
 ) -> qm_status {
     status_call(err, || {
-        let path = required_str(path, "path")?;
-        enter(m)?.try_configure(|c| c.monitor_unix(path).map(drop))
+        let address = MonitorAddress::unix(required_str(path, "path")?)?;
+        enter(m)?.configure(|c| {
+            c.monitor(address);
+        })
     })
 }
 
@@ -553,8 +556,10 @@ pub extern "C" fn qm_set_monitor_tcp(
     err: *mut *mut qm_error,
 ) -> qm_status {
     status_call(err, || {
-        let host = required_str(host, "host")?;
-        enter(m)?.try_configure(|c| c.monitor_tcp(host, port).map(drop))
+        let address = MonitorAddress::tcp(required_str(host, "host")?, port)?;
+        enter(m)?.configure(|c| {
+            c.monitor(address);
+        })
     })
 }
 

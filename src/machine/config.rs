@@ -35,6 +35,34 @@ pub enum MonitorAddress {
     },
 }
 
+impl MonitorAddress {
+    /// A Unix socket path, checked to fit `sun_path`
+    /// ([`MAX_UNIX_SOCKET_PATH`] bytes).
+    pub fn unix(path: impl Into<PathBuf>) -> Result<MonitorAddress> {
+        let path = path.into();
+        let len = path.as_os_str().len();
+        if len == 0 || len > MAX_UNIX_SOCKET_PATH {
+            return Err(Error::invalid(format!(
+                "a Unix socket path must be 1 to {MAX_UNIX_SOCKET_PATH} bytes \
+                 (the size of sun_path), got {len}: {}",
+                path.display()
+            )));
+        }
+        Ok(MonitorAddress::Unix(path))
+    }
+
+    /// A TCP address: `host` is bound exactly (port 0: any free port).
+    pub fn tcp(host: impl Into<String>, port: u16) -> Result<MonitorAddress> {
+        let host = host.into();
+        if host.is_empty() || host.contains(',') {
+            return Err(Error::invalid(format!(
+                "a TCP monitor host must be a non-empty name or address without ',', got {host:?}"
+            )));
+        }
+        Ok(MonitorAddress::Tcp { host, port })
+    }
+}
+
 /// A descriptor handed to QEMU at launch with `-add-fd`.
 #[derive(Debug, Clone)]
 pub(crate) struct PassedFd {
@@ -160,30 +188,19 @@ impl Config {
     /// listens on before QEMU starts. [`Error::InvalidArgument`] if the path
     /// does not fit `sun_path` ([`MAX_UNIX_SOCKET_PATH`] bytes).
     pub fn monitor_unix(&mut self, path: impl Into<PathBuf>) -> Result<&mut Self> {
-        let path = path.into();
-        let len = path.as_os_str().len();
-        if len == 0 || len > MAX_UNIX_SOCKET_PATH {
-            return Err(Error::invalid(format!(
-                "a Unix socket path must be 1 to {MAX_UNIX_SOCKET_PATH} bytes \
-                 (the size of sun_path), got {len}: {}",
-                path.display()
-            )));
-        }
-        self.monitor = MonitorAddress::Unix(path);
-        Ok(self)
+        Ok(self.monitor(MonitorAddress::unix(path)?))
     }
 
     /// Put the QMP monitor on TCP: the library listens on exactly `host`
     /// (port 0: any free port) and QEMU connects to it.
     pub fn monitor_tcp(&mut self, host: impl Into<String>, port: u16) -> Result<&mut Self> {
-        let host = host.into();
-        if host.is_empty() || host.contains(',') {
-            return Err(Error::invalid(format!(
-                "a TCP monitor host must be a non-empty name or address without ',', got {host:?}"
-            )));
-        }
-        self.monitor = MonitorAddress::Tcp { host, port };
-        Ok(self)
+        Ok(self.monitor(MonitorAddress::tcp(host, port)?))
+    }
+
+    /// Where the QMP monitor connects (see [`MonitorAddress`]).
+    pub fn monitor(&mut self, address: MonitorAddress) -> &mut Self {
+        self.monitor = address;
+        self
     }
 
     /// The monitor address (default [`MonitorAddress::SocketPair`]).

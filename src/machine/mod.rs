@@ -436,6 +436,7 @@ impl Machine {
         failure: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<String> {
+        check_patterns(success, failure)?;
         let run = self.console_run()?;
         let console = run.console.as_ref().expect("checked by console_run");
         console
@@ -452,6 +453,7 @@ impl Machine {
         failure: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<String> {
+        check_patterns(success, failure)?;
         let run = self.console_run()?;
         let console = run.console.as_ref().expect("checked by console_run");
         let deadline = Deadline::after(timeout);
@@ -530,6 +532,19 @@ impl Machine {
             run.finish();
         }
         Ok(())
+    }
+
+    /// Kill our QEMU, or disconnect from an attached one, and clean up:
+    /// every call blocked on this machine returns. What dropping a machine
+    /// does, for a machine that is shared.
+    pub fn release(&self) {
+        if self.is_attached() {
+            if let Some(run) = self.current_run() {
+                run.finish();
+            }
+        } else {
+            let _ = self.kill();
+        }
     }
 
     /// Wait up to `timeout` for QEMU to exit on its own (a guest power-off),
@@ -641,6 +656,19 @@ impl Machine {
         run.check_writable()?;
         Ok(run)
     }
+}
+
+/// Console patterns must not be empty (an empty pattern matches at once).
+fn check_patterns(success: &str, failure: Option<&str>) -> Result<()> {
+    if success.is_empty() {
+        return Err(Error::invalid("the success pattern must not be empty"));
+    }
+    if failure.is_some_and(str::is_empty) {
+        return Err(Error::invalid(
+            "the failure pattern must not be empty (pass none instead)",
+        ));
+    }
+    Ok(())
 }
 
 /// The `return` value of a reply, or its `error` as [`Error::Command`].

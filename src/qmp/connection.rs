@@ -150,21 +150,15 @@ impl QmpConnection {
         let mut events = EventQueue::new(options.event_queue_capacity);
         let trace = options.trace.as_deref();
 
-        let greeting = match read_message(
-            &socket,
-            &mut buf,
-            deadline,
-            watch,
-            trace,
-            "the QMP greeting",
-        )? {
-            Message::Greeting(g) => g,
-            Message::Event(v) | Message::Reply { body: v, .. } => {
-                return Err(Error::Protocol(format!(
-                    "expected the QMP greeting, got: {v}"
-                )))
-            }
-        };
+        let greeting =
+            match read_message(&socket, &mut buf, deadline, watch, trace, "QMP greeting")? {
+                Message::Greeting(g) => g,
+                Message::Event(v) | Message::Reply { body: v, .. } => {
+                    return Err(Error::Protocol(format!(
+                        "expected the QMP greeting, got: {v}"
+                    )))
+                }
+            };
         check_greeting(&greeting)?;
 
         let negotiate = b"{\"execute\":\"qmp_capabilities\",\"id\":0}\n";
@@ -173,7 +167,14 @@ impl QmpConnection {
         }
         socket
             .send_all(negotiate, deadline)
-            .map_err(|e| write_error(e.error, "qmp_capabilities"))?;
+            .map_err(|e| match e.error.kind() {
+                std::io::ErrorKind::TimedOut => write_error(e.error, "qmp_capabilities"),
+                _ => Error::Disconnected(format!(
+                    "the QMP connection was closed before the reply to qmp_capabilities \
+                 (sending qmp_capabilities failed: {})",
+                    e.error
+                )),
+            })?;
         loop {
             match read_message(
                 &socket,
@@ -181,7 +182,7 @@ impl QmpConnection {
                 deadline,
                 watch,
                 trace,
-                "the reply to qmp_capabilities",
+                "reply to qmp_capabilities",
             )? {
                 Message::Event(ev) => events.push(ev),
                 Message::Reply { id, body } if id == Some(Value::from(0)) => {
@@ -512,17 +513,17 @@ fn read_message(
                 snippet(buf.partial())
             }
         };
-        match socket.recv(buf.spare(0), deadline, watch) {
+        match socket.recv(buf.spare(), deadline, watch) {
             Ok(Received::Data(n)) => buf.commit(n),
             Ok(Received::Eof) => {
                 return Err(Error::Disconnected(format!(
-                    "the QMP connection was closed before {what} (received {})",
+                    "the QMP connection was closed before the {what} (received {})",
                     received(buf)
                 )))
             }
             Ok(Received::WatchFired) => {
                 return Err(Error::Disconnected(format!(
-                    "QEMU exited before {what} (received {})",
+                    "QEMU exited before the {what} (received {})",
                     received(buf)
                 )))
             }
@@ -533,7 +534,7 @@ fn read_message(
                     received(buf)
                 )))
             }
-            Err(e) => return Err(Error::io(format!("reading {what}"), e)),
+            Err(e) => return Err(Error::io(format!("reading the {what}"), e)),
         }
     }
 }
@@ -567,7 +568,7 @@ fn reader_main(socket: &Socket, shared: &Shared, mut buf: LineBuffer) {
                 Err(detail) => break 'read Closed::Protocol(detail),
             }
         }
-        match socket.recv(buf.spare(0), Deadline::never(), None) {
+        match socket.recv(buf.spare(), Deadline::never(), None) {
             Ok(Received::Data(n)) => buf.commit(n),
             Ok(Received::Eof) if buf.partial().is_empty() => {
                 break Closed::ByPeer("QEMU closed the QMP connection".into())

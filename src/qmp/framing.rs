@@ -54,15 +54,21 @@ impl LineBuffer {
 
     /// Append bytes received from the peer.
     pub fn push(&mut self, data: &[u8]) {
-        let space = self.spare(data.len());
-        space[..data.len()].copy_from_slice(data);
+        self.reserve(data.len());
+        self.buf[self.end..self.end + data.len()].copy_from_slice(data);
         self.commit(data.len());
     }
 
-    /// Free space to read into (at least `min` bytes, and at least 64 KiB);
-    /// call [`LineBuffer::commit`] with the number of bytes written.
-    pub fn spare(&mut self, min: usize) -> &mut [u8] {
-        let min = min.max(MIN_READ);
+    /// Free space to read into (at least 64 KiB); call
+    /// [`LineBuffer::commit`] with the number of bytes written.
+    pub fn spare(&mut self) -> &mut [u8] {
+        self.reserve(MIN_READ);
+        &mut self.buf[self.end..]
+    }
+
+    /// Make room for at least `min` more bytes after `end`: reuse the space
+    /// of consumed lines first, grow (at least doubling) only if needed.
+    fn reserve(&mut self, min: usize) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -70,18 +76,18 @@ impl LineBuffer {
                 self.buf = Vec::new();
             }
         }
-        if self.buf.len() - self.end < min {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.buf.len() - self.end < min {
-                let want = (self.end + min).max(self.buf.len() * 2);
-                self.buf.resize(want, 0);
-            }
+        if self.buf.len() - self.end >= min {
+            return;
         }
-        &mut self.buf[self.end..]
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < min {
+            let want = (self.end + min).max(self.buf.len() * 2);
+            self.buf.resize(want, 0);
+        }
     }
 
     /// Mark `n` bytes of the last [`LineBuffer::spare`] slice as filled.

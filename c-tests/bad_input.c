@@ -1,0 +1,277 @@
+/* Bad input for every exported function, table-driven: each pointer
+ * argument NULL in turn, invalid UTF-8, invalid JSON, JSON of the wrong
+ * type, negative and huge timeouts and values out of range. Every case
+ * must return QM_ERR_INVALID_ARGUMENT with a message naming the parameter,
+ * leave the outputs untouched, and leave the machine working. Functions
+ * without a status are checked below the table. tests/c_api.rs checks that
+ * every exported qm_* symbol is named in this file. */
+#include "qm_test.h"
+
+#include <limits.h>
+
+static const char U[] = {'a', (char)0xff, 'b', 0}; /* invalid UTF-8 */
+static char *const SENTINEL = (char *)"untouched";
+#define HUGE_MS INT64_MAX
+
+/* Outputs every case writes to, checked untouched after each. */
+static char *out_s;
+static qm_machine *out_m;
+static int out_i;
+static uint64_t out_u64;
+static uint16_t out_u16;
+static bool out_b;
+
+static void reset_outputs(void) {
+    out_s = SENTINEL;
+    out_m = (qm_machine *)SENTINEL;
+    out_i = 77;
+    out_u64 = 77;
+    out_u16 = 77;
+    out_b = true;
+}
+
+static int outputs_untouched(void) {
+    return out_s == SENTINEL && out_m == (qm_machine *)SENTINEL && out_i == 77 && out_u64 == 77 &&
+           out_u16 == 77 && out_b;
+}
+
+/* X(id, function, expected text in the message, call) */
+#define CASES(X)                                                                               \
+    X(c1, qm_machine_new, "`binary` is NULL", qm_machine_new(NULL, &out_m, err))               \
+    X(c2, qm_machine_new, "`binary` is not valid UTF-8", qm_machine_new(U, &out_m, err))       \
+    X(c3, qm_machine_new, "`out` is NULL", qm_machine_new("qemu", NULL, err))                  \
+    X(c4, qm_add_arg, "`m` is NULL", qm_add_arg(NULL, "-S", err))                              \
+    X(c5, qm_add_arg, "`arg` is NULL", qm_add_arg(m, NULL, err))                               \
+    X(c6, qm_add_arg, "`arg` is not valid UTF-8", qm_add_arg(m, U, err))                       \
+    X(c7, qm_add_wrapper_arg, "`m` is NULL", qm_add_wrapper_arg(NULL, "env", err))             \
+    X(c8, qm_add_wrapper_arg, "`arg` is NULL", qm_add_wrapper_arg(m, NULL, err))               \
+    X(c9, qm_add_wrapper_arg, "`arg` is not valid UTF-8", qm_add_wrapper_arg(m, U, err))       \
+    X(c10, qm_set_name, "`m` is NULL", qm_set_name(NULL, "n", err))                            \
+    X(c11, qm_set_name, "`name` is NULL", qm_set_name(m, NULL, err))                           \
+    X(c12, qm_set_name, "`name` is not valid UTF-8", qm_set_name(m, U, err))                   \
+    X(c13, qm_set_name, "`name` must be a non-empty file name", qm_set_name(m, "a/b", err))    \
+    X(c14, qm_set_base_temp_dir, "`m` is NULL", qm_set_base_temp_dir(NULL, "/tmp", err))       \
+    X(c15, qm_set_base_temp_dir, "`dir` is NULL", qm_set_base_temp_dir(m, NULL, err))          \
+    X(c16, qm_set_base_temp_dir, "`dir` is not valid UTF-8", qm_set_base_temp_dir(m, U, err))  \
+    X(c17, qm_set_log_dir, "`m` is NULL", qm_set_log_dir(NULL, "/tmp", err))                   \
+    X(c18, qm_set_log_dir, "`dir` is NULL", qm_set_log_dir(m, NULL, err))                      \
+    X(c19, qm_set_log_dir, "`dir` is not valid UTF-8", qm_set_log_dir(m, U, err))              \
+    X(c20, qm_set_machine_type, "`m` is NULL", qm_set_machine_type(NULL, "none", err))         \
+    X(c21, qm_set_machine_type, "`machine_type` is NULL", qm_set_machine_type(m, NULL, err))   \
+    X(c22, qm_set_machine_type, "`machine_type` is not valid UTF-8",                           \
+      qm_set_machine_type(m, U, err))                                                          \
+    X(c23, qm_set_qmp_enabled, "`m` is NULL", qm_set_qmp_enabled(NULL, true, err))             \
+    X(c24, qm_set_monitor_unix, "`m` is NULL", qm_set_monitor_unix(NULL, "/tmp/s", err))       \
+    X(c25, qm_set_monitor_unix, "`path` is NULL", qm_set_monitor_unix(m, NULL, err))           \
+    X(c26, qm_set_monitor_unix, "`path` is not valid UTF-8", qm_set_monitor_unix(m, U, err))   \
+    X(c27, qm_set_monitor_unix, "107", qm_set_monitor_unix(m, long_path, err))                 \
+    X(c28, qm_set_monitor_tcp, "`m` is NULL", qm_set_monitor_tcp(NULL, "127.0.0.1", 0, err))   \
+    X(c29, qm_set_monitor_tcp, "`host` is NULL", qm_set_monitor_tcp(m, NULL, 0, err))          \
+    X(c30, qm_set_monitor_tcp, "`host` is not valid UTF-8", qm_set_monitor_tcp(m, U, 0, err))  \
+    X(c31, qm_set_monitor_tcp, "non-empty", qm_set_monitor_tcp(m, "", 0, err))                 \
+    X(c32, qm_set_launch_timeout, "`m` is NULL", qm_set_launch_timeout(NULL, 1, err))          \
+    X(c33, qm_set_launch_timeout, "`timeout_ms`", qm_set_launch_timeout(m, -2, err))           \
+    X(c34, qm_set_launch_timeout, "`timeout_ms`", qm_set_launch_timeout(m, HUGE_MS, err))      \
+    X(c35, qm_add_monitor_null, "`m` is NULL", qm_add_monitor_null(NULL, err))                 \
+    X(c36, qm_add_fd, "`m` is NULL", qm_add_fd(NULL, 0, 1, "o", NULL, err))                    \
+    X(c37, qm_add_fd, "`fd` (-1)", qm_add_fd(m, -1, 1, "o", NULL, err))                        \
+    X(c38, qm_add_fd, "`fd` (1000000)", qm_add_fd(m, 1000000, 1, "o", NULL, err))              \
+    X(c39, qm_add_fd, "`fdset` must not be negative", qm_add_fd(m, 0, -1, "o", NULL, err))     \
+    X(c40, qm_add_fd, "`opaque` is NULL", qm_add_fd(m, 0, 1, NULL, NULL, err))                 \
+    X(c41, qm_add_fd, "`opaque` is not valid UTF-8", qm_add_fd(m, 0, 1, U, NULL, err))         \
+    X(c42, qm_add_fd, "`opts` is not valid UTF-8", qm_add_fd(m, 0, 1, "o", U, err))            \
+    X(c43, qm_set_console, "`m` is NULL", qm_set_console(NULL, NULL, 0, err))                  \
+    X(c44, qm_set_console, "`device_type` is not valid UTF-8", qm_set_console(m, U, 0, err))   \
+    X(c45, qm_set_console, "`console_index` must be at most", qm_set_console(m, NULL, 65, err))\
+    X(c46, qm_set_console, "`console_index` must be at most",                                  \
+      qm_set_console(m, NULL, UINT_MAX, err))                                                  \
+    X(c47, qm_set_console_log, "`m` is NULL", qm_set_console_log(NULL, "/tmp/l", err))         \
+    X(c48, qm_set_console_log, "`path` is NULL", qm_set_console_log(m, NULL, err))             \
+    X(c49, qm_set_console_log, "`path` is not valid UTF-8", qm_set_console_log(m, U, err))     \
+    X(c50, qm_set_qmp_trace, "`m` is NULL", qm_set_qmp_trace(NULL, "/tmp/t", err))             \
+    X(c51, qm_set_qmp_trace, "`path` is NULL", qm_set_qmp_trace(m, NULL, err))                 \
+    X(c52, qm_set_qmp_trace, "`path` is not valid UTF-8", qm_set_qmp_trace(m, U, err))         \
+    X(c53, qm_launch, "`m` is NULL", qm_launch(NULL, err))                                     \
+    X(c54, qm_shutdown, "`m` is NULL", qm_shutdown(NULL, 1000, err))                           \
+    X(c55, qm_shutdown, "`timeout_ms`", qm_shutdown(m, -2, err))                               \
+    X(c56, qm_shutdown, "`timeout_ms`", qm_shutdown(m, HUGE_MS, err))                          \
+    X(c57, qm_kill, "`m` is NULL", qm_kill(NULL, err))                                         \
+    X(c58, qm_wait, "`m` is NULL", qm_wait(NULL, 0, err))                                      \
+    X(c59, qm_wait, "`timeout_ms`", qm_wait(m, INT64_MIN, err))                                \
+    X(c60, qm_exit_code, "`m` is NULL", qm_exit_code(NULL, &out_i, err))                       \
+    X(c61, qm_log, "`m` is NULL", qm_log(NULL, &out_s, err))                                   \
+    X(c62, qm_temp_dir, "`m` is NULL", qm_temp_dir(NULL, &out_s, err))                         \
+    X(c63, qm_command_line, "`m` is NULL", qm_command_line(NULL, &out_s, err))                 \
+    X(c64, qm_monitor_port, "`m` is NULL", qm_monitor_port(NULL, &out_u16, err))               \
+    X(c65, qm_attach_unix, "`path` is NULL", qm_attach_unix(NULL, 1000, &out_m, err))          \
+    X(c66, qm_attach_unix, "`path` is not valid UTF-8", qm_attach_unix(U, 1000, &out_m, err))  \
+    X(c67, qm_attach_unix, "`timeout_ms`", qm_attach_unix("/tmp/s", -9, &out_m, err))          \
+    X(c68, qm_attach_unix, "`out` is NULL", qm_attach_unix("/tmp/s", 1000, NULL, err))         \
+    X(c69, qm_attach_tcp, "`host` is NULL", qm_attach_tcp(NULL, 1, 1000, &out_m, err))         \
+    X(c70, qm_attach_tcp, "`host` is not valid UTF-8", qm_attach_tcp(U, 1, 1000, &out_m, err)) \
+    X(c71, qm_attach_tcp, "`timeout_ms`", qm_attach_tcp("h", 1, HUGE_MS, &out_m, err))         \
+    X(c72, qm_attach_tcp, "`out` is NULL", qm_attach_tcp("h", 1, 1000, NULL, err))             \
+    X(c73, qm_qmp_cmd, "`m` is NULL", qm_qmp_cmd(NULL, "q", NULL, 1, &out_s, err))             \
+    X(c74, qm_qmp_cmd, "`cmd` is NULL", qm_qmp_cmd(m, NULL, NULL, 1, &out_s, err))             \
+    X(c75, qm_qmp_cmd, "`cmd` is not valid UTF-8", qm_qmp_cmd(m, U, NULL, 1, &out_s, err))     \
+    X(c76, qm_qmp_cmd, "`args_json` is not valid UTF-8", qm_qmp_cmd(m, "q", U, 1, &out_s, err))\
+    X(c77, qm_qmp_cmd, "`args_json` is not valid JSON", qm_qmp_cmd(m, "q", "{", 1, &out_s, err))\
+    X(c78, qm_qmp_cmd, "`args_json` must be a JSON object, got an array",                      \
+      qm_qmp_cmd(m, "q", "[1]", 1, &out_s, err))                                               \
+    X(c79, qm_qmp_cmd, "`args_json` must be a JSON object, got null",                          \
+      qm_qmp_cmd(m, "q", "null", 1, &out_s, err))                                              \
+    X(c80, qm_qmp_cmd, "`timeout_ms`", qm_qmp_cmd(m, "q", NULL, -2, &out_s, err))              \
+    X(c81, qm_qmp_cmd, "`timeout_ms`", qm_qmp_cmd(m, "q", NULL, HUGE_MS, &out_s, err))         \
+    X(c82, qm_command, "`m` is NULL", qm_command(NULL, "q", NULL, 1, &out_s, err))             \
+    X(c83, qm_command, "`cmd` is NULL", qm_command(m, NULL, NULL, 1, &out_s, err))             \
+    X(c84, qm_command, "`cmd` is not valid UTF-8", qm_command(m, U, NULL, 1, &out_s, err))     \
+    X(c85, qm_command, "`args_json` is not valid UTF-8", qm_command(m, "q", U, 1, &out_s, err))\
+    X(c86, qm_command, "`args_json` is not valid JSON", qm_command(m, "q", "x", 1, &out_s, err))\
+    X(c87, qm_command, "`args_json` must be a JSON object, got a string",                      \
+      qm_command(m, "q", "\"s\"", 1, &out_s, err))                                             \
+    X(c88, qm_command, "`timeout_ms`", qm_command(m, "q", NULL, -2, &out_s, err))              \
+    X(c89, qm_event_wait, "`m` is NULL", qm_event_wait(NULL, "E", NULL, 0, &out_s, err))       \
+    X(c90, qm_event_wait, "`name` is not valid UTF-8", qm_event_wait(m, U, NULL, 0, &out_s, err))\
+    X(c91, qm_event_wait, "`match_json` is not valid UTF-8",                                   \
+      qm_event_wait(m, "E", U, 0, &out_s, err))                                                \
+    X(c92, qm_event_wait, "`match_json` is not valid JSON",                                    \
+      qm_event_wait(m, "E", "{", 0, &out_s, err))                                              \
+    X(c93, qm_event_wait, "`match_json` must be a JSON object, got a number",                  \
+      qm_event_wait(m, "E", "42", 0, &out_s, err))                                             \
+    X(c94, qm_event_wait, "`timeout_ms`", qm_event_wait(m, "E", NULL, -3, &out_s, err))        \
+    X(c95, qm_events_wait, "`m` is NULL", qm_events_wait(NULL, "[]", 0, &out_s, err))          \
+    X(c96, qm_events_wait, "`filters_json` is NULL", qm_events_wait(m, NULL, 0, &out_s, err))  \
+    X(c97, qm_events_wait, "`filters_json` is not valid UTF-8",                                \
+      qm_events_wait(m, U, 0, &out_s, err))                                                    \
+    X(c98, qm_events_wait, "`filters_json` is not valid JSON",                                 \
+      qm_events_wait(m, "[[", 0, &out_s, err))                                                 \
+    X(c99, qm_events_wait, "`filters_json` must be a JSON array",                              \
+      qm_events_wait(m, "{}", 0, &out_s, err))                                                 \
+    X(c100, qm_events_wait, "`filters_json` element 0",                                        \
+      qm_events_wait(m, "[\"STOP\"]", 0, &out_s, err))                                         \
+    X(c101, qm_events_wait, "`filters_json` element 1",                                        \
+      qm_events_wait(m, "[[\"A\", null], [1, null]]", 0, &out_s, err))                         \
+    X(c102, qm_events_wait, "`filters_json` element 0",                                        \
+      qm_events_wait(m, "[[\"A\", []]]", 0, &out_s, err))                                      \
+    X(c103, qm_events_wait, "`timeout_ms`", qm_events_wait(m, "[]", HUGE_MS, &out_s, err))     \
+    X(c104, qm_event_get, "`m` is NULL", qm_event_get(NULL, 0, &out_s, err))                   \
+    X(c105, qm_event_get, "`timeout_ms`", qm_event_get(m, -7, &out_s, err))                    \
+    X(c106, qm_events_take, "`m` is NULL", qm_events_take(NULL, &out_s, err))                  \
+    X(c107, qm_events_dropped, "`m` is NULL", qm_events_dropped(NULL, &out_u64, err))          \
+    X(c108, qm_send_fd, "`m` is NULL", qm_send_fd(NULL, 0, "n", err))                          \
+    X(c109, qm_send_fd, "`fd` (-1)", qm_send_fd(m, -1, "n", err))                              \
+    X(c110, qm_send_fd, "`fdname` is NULL", qm_send_fd(m, 0, NULL, err))                       \
+    X(c111, qm_send_fd, "`fdname` is not valid UTF-8", qm_send_fd(m, 0, U, err))               \
+    X(c112, qm_event_match, "`event_json` is NULL", qm_event_match(NULL, "{}", &out_b, err))   \
+    X(c113, qm_event_match, "`event_json` is not valid UTF-8",                                 \
+      qm_event_match(U, "{}", &out_b, err))                                                    \
+    X(c114, qm_event_match, "`event_json` is not valid JSON",                                  \
+      qm_event_match("{", "{}", &out_b, err))                                                  \
+    X(c115, qm_event_match, "`match_json` is NULL", qm_event_match("{}", NULL, &out_b, err))   \
+    X(c116, qm_event_match, "`match_json` is not valid JSON",                                  \
+      qm_event_match("{}", "nul", &out_b, err))                                                \
+    X(c117, qm_console_wait, "`m` is NULL", qm_console_wait(NULL, "s", NULL, 0, &out_s, err))  \
+    X(c118, qm_console_wait, "`success` is NULL", qm_console_wait(m, NULL, NULL, 0, &out_s, err))\
+    X(c119, qm_console_wait, "`success` is not valid UTF-8",                                   \
+      qm_console_wait(m, U, NULL, 0, &out_s, err))                                             \
+    X(c120, qm_console_wait, "`success` must not be empty",                                    \
+      qm_console_wait(m, "", NULL, 0, &out_s, err))                                            \
+    X(c121, qm_console_wait, "`failure` is not valid UTF-8",                                   \
+      qm_console_wait(m, "s", U, 0, &out_s, err))                                              \
+    X(c122, qm_console_wait, "`failure` must not be empty",                                    \
+      qm_console_wait(m, "s", "", 0, &out_s, err))                                             \
+    X(c123, qm_console_wait, "`timeout_ms`", qm_console_wait(m, "s", NULL, -2, &out_s, err))   \
+    X(c124, qm_console_write, "`m` is NULL", qm_console_write(NULL, "x", 1, err))              \
+    X(c125, qm_console_write, "`data` is NULL", qm_console_write(m, NULL, 1, err))             \
+    X(c126, qm_console_exec, "`m` is NULL",                                                    \
+      qm_console_exec(NULL, "c", "s", NULL, 0, &out_s, err))                                   \
+    X(c127, qm_console_exec, "`command` is NULL",                                              \
+      qm_console_exec(m, NULL, "s", NULL, 0, &out_s, err))                                     \
+    X(c128, qm_console_exec, "`command` is not valid UTF-8",                                   \
+      qm_console_exec(m, U, "s", NULL, 0, &out_s, err))                                        \
+    X(c129, qm_console_exec, "`success` is NULL",                                              \
+      qm_console_exec(m, "c", NULL, NULL, 0, &out_s, err))                                     \
+    X(c130, qm_console_exec, "`success` is not valid UTF-8",                                   \
+      qm_console_exec(m, "c", U, NULL, 0, &out_s, err))                                        \
+    X(c131, qm_console_exec, "`failure` is not valid UTF-8",                                   \
+      qm_console_exec(m, "c", "s", U, 0, &out_s, err))                                         \
+    X(c132, qm_console_exec, "`timeout_ms`",                                                   \
+      qm_console_exec(m, "c", "s", NULL, HUGE_MS, &out_s, err))                                \
+    X(c133, qm_console_read, "`m` is NULL", qm_console_read(NULL, &out_s, err))                \
+    X(c134, qm_console_dropped, "`m` is NULL", qm_console_dropped(NULL, &out_u64, err))
+
+static char long_path[300];
+
+#define DEFINE_CASE(id, fn, text, call)                  \
+    static qm_status id(qm_machine *m, qm_error **err) { \
+        (void)m;                                         \
+        return call;                                     \
+    }
+CASES(DEFINE_CASE)
+
+struct bad_case {
+    const char *function;
+    const char *expected;
+    qm_status (*call)(qm_machine *m, qm_error **err);
+};
+
+#define ROW(id, fn, text, call) {#fn, text, id},
+static const struct bad_case TABLE[] = {CASES(ROW)};
+
+static void run_table(qm_machine *m) {
+    size_t i, n = sizeof TABLE / sizeof TABLE[0];
+    for (i = 0; i < n; i++) {
+        qm_error *err = NULL;
+        qm_status status;
+        reset_outputs();
+        status = TABLE[i].call(m, &err);
+        if (status != QM_ERR_INVALID_ARGUMENT || err == NULL ||
+            qm_error_status(err) != QM_ERR_INVALID_ARGUMENT ||
+            strstr(qm_error_message(err), TABLE[i].expected) == NULL || !outputs_untouched()) {
+            fprintf(stderr, "case %zu (%s): status %d, message \"%s\", expected \"%s\"%s\n", i,
+                    TABLE[i].function, (int)status, err ? qm_error_message(err) : "(no error)",
+                    TABLE[i].expected, outputs_untouched() ? "" : ", outputs written");
+            exit(1);
+        }
+        qm_error_free(err);
+        /* And with err NULL: the same status, nothing else. */
+        reset_outputs();
+        CHECK(TABLE[i].call(m, NULL) == QM_ERR_INVALID_ARGUMENT);
+        CHECK(outputs_untouched());
+    }
+    printf("bad_input: %zu table cases\n", n);
+}
+
+static void functions_without_status(void) {
+    int i;
+    for (i = -3; i <= 20; i++) {
+        CHECK(qm_status_str(i) != NULL);
+    }
+    CHECK(strcmp(qm_status_str(INT_MIN), "unknown status") == 0);
+    CHECK(strcmp(qm_status_str(INT_MAX), "unknown status") == 0);
+    CHECK(qm_version() != NULL);
+    CHECK(qm_error_status(NULL) == QM_ERR_INVALID_ARGUMENT);
+    CHECK(qm_error_message(NULL) == NULL);
+    CHECK(qm_error_qmp_class(NULL) == NULL);
+    CHECK(qm_error_qmp_desc(NULL) == NULL);
+    CHECK(!qm_is_running(NULL));
+    CHECK(qm_pid(NULL) == -1);
+    qm_error_free(NULL);
+    qm_string_free(NULL);
+    qm_machine_free(NULL);
+}
+
+int main(void) {
+    qm_machine *m = none_machine();
+    memset(long_path, 'x', sizeof long_path - 1);
+    long_path[0] = '/';
+    functions_without_status();
+    OK(qm_launch, m);
+    run_table(m);
+    /* The machine is unharmed. */
+    OK(qm_command, m, "query-status", NULL, 5000, NULL);
+    OK(qm_shutdown, m, 10000);
+    qm_machine_free(m);
+    printf("bad_input: ok\n");
+    return 0;
+}
