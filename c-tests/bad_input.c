@@ -12,6 +12,7 @@
 static const char U[] = {'a', (char)0xff, 'b', 0}; /* invalid UTF-8 */
 static char *const SENTINEL = (char *)"untouched";
 #define HUGE_MS INT64_MAX
+#define F1 "[[\"A\", null]]" /* a valid filter list */
 
 /* Outputs every case writes to, checked untouched after each. */
 static char *out_s;
@@ -139,7 +140,7 @@ static int outputs_untouched(void) {
     X(c93, qm_event_wait, "`match_json` must be a JSON object, got a number",                  \
       qm_event_wait(m, "E", "42", 0, &out_s, err))                                             \
     X(c94, qm_event_wait, "`timeout_ms`", qm_event_wait(m, "E", NULL, -3, &out_s, err))        \
-    X(c95, qm_events_wait, "`m` is NULL", qm_events_wait(NULL, "[]", 0, &out_s, err))          \
+    X(c95, qm_events_wait, "`m` is NULL", qm_events_wait(NULL, F1, 0, &out_s, err))            \
     X(c96, qm_events_wait, "`filters_json` is NULL", qm_events_wait(m, NULL, 0, &out_s, err))  \
     X(c97, qm_events_wait, "`filters_json` is not valid UTF-8",                                \
       qm_events_wait(m, U, 0, &out_s, err))                                                    \
@@ -153,7 +154,7 @@ static int outputs_untouched(void) {
       qm_events_wait(m, "[[\"A\", null], [1, null]]", 0, &out_s, err))                         \
     X(c102, qm_events_wait, "`filters_json` element 0",                                        \
       qm_events_wait(m, "[[\"A\", []]]", 0, &out_s, err))                                      \
-    X(c103, qm_events_wait, "`timeout_ms`", qm_events_wait(m, "[]", HUGE_MS, &out_s, err))     \
+    X(c103, qm_events_wait, "`timeout_ms`", qm_events_wait(m, F1, HUGE_MS, &out_s, err))       \
     X(c104, qm_event_get, "`m` is NULL", qm_event_get(NULL, 0, &out_s, err))                   \
     X(c105, qm_event_get, "`timeout_ms`", qm_event_get(m, -7, &out_s, err))                    \
     X(c106, qm_events_take, "`m` is NULL", qm_events_take(NULL, &out_s, err))                  \
@@ -198,7 +199,14 @@ static int outputs_untouched(void) {
     X(c132, qm_console_exec, "`timeout_ms`",                                                   \
       qm_console_exec(m, "c", "s", NULL, HUGE_MS, &out_s, err))                                \
     X(c133, qm_console_read, "`m` is NULL", qm_console_read(NULL, &out_s, err))                \
-    X(c134, qm_console_dropped, "`m` is NULL", qm_console_dropped(NULL, &out_u64, err))
+    X(c134, qm_console_dropped, "`m` is NULL", qm_console_dropped(NULL, &out_u64, err))        \
+    X(c135, qm_command, "`cmd` must not be empty", qm_command(m, "", NULL, 1, &out_s, err))    \
+    X(c136, qm_qmp_cmd, "`cmd` must not be empty", qm_qmp_cmd(m, "", NULL, 1, &out_s, err))    \
+    X(c137, qm_event_wait, "`name` must not be empty", qm_event_wait(m, "", NULL, 0, &out_s, err))\
+    X(c138, qm_events_wait, "`filters_json` is an empty array",                                \
+      qm_events_wait(m, "[]", 0, &out_s, err))                                                 \
+    X(c139, qm_events_wait, "`filters_json` element 0",                                        \
+      qm_events_wait(m, "[[\"\", null]]", 0, &out_s, err))
 
 static char long_path[300];
 

@@ -361,7 +361,11 @@ enum qm_status qm_set_machine_type(struct qm_machine *m,
 /**
  * Whether QEMU gets a QMP monitor (default true). Without one, QMP and
  * event calls return QM_ERR_STATE, qm_launch() returns as soon as QEMU is
- * started, and qm_shutdown() sends SIGTERM and waits (then SIGKILL).
+ * started, and qm_shutdown() sends SIGTERM and waits (then SIGKILL). Note
+ * that qm_launch() then returns before QEMU has installed its signal
+ * handlers: a SIGTERM in the first few milliseconds terminates it by the
+ * default action, and qm_shutdown() reports QM_ERR_ABNORMAL_SHUTDOWN
+ * (signal 15).
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
  */
@@ -403,7 +407,9 @@ enum qm_status qm_launch(struct qm_machine *m, struct qm_error **err);
 /**
  * Shut QEMU down gracefully: send `quit` (unless a `quit` already went
  * through; without QMP, SIGTERM), then wait up to `timeout_ms` for QEMU to
- * exit. If that fails QEMU is killed (SIGKILL) and reaped. In every case
+ * exit — one deadline for the reply to `quit` and the exit. If that fails
+ * QEMU is killed (SIGKILL) and reaped; with `timeout_ms` 0 QEMU has no
+ * time to exit, so a running QEMU is always killed. In every case
  * the temporary directory, sockets and descriptors are cleaned up; the
  * exit status, log and queued events stay readable. Not launched: no-op.
  *
@@ -486,7 +492,8 @@ enum qm_status qm_command_line(const struct qm_machine *m, char **argv_json, str
  * Pass descriptor `fd` to QEMU at launch: adds `-add-fd
  * fd=N,set=FDSET,opaque=OPAQUE[,OPTS]`, usable inside QEMU as
  * `/dev/fdset/FDSET` (e.g. `-drive file=/dev/fdset/1,...`). `opts` (may be
- * NULL) is appended as is, e.g. "read-only=on"; commas in `opaque` are
+ * NULL) is appended as is, for QEMU versions that accept more `-add-fd`
+ * options (QEMU 7.2 knows only fd, set and opaque); commas in `opaque` are
  * escaped for QEMU.
  *
  * The library keeps its own duplicate of `fd` for every later launch, so
@@ -597,6 +604,9 @@ enum qm_status qm_attach_tcp(const char *host,
  * still QM_OK here (see qm_command()). A `quit` that succeeds is
  * remembered: qm_shutdown() then only waits for QEMU to exit.
  *
+ * A timeout does not cancel the command: QEMU may still execute it, and
+ * its late reply is dropped. (So `timeout_ms` 0 is of no use here.)
+ *
  * Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED (QEMU gone; the
  * message holds its exit status and log tail); QM_ERR_PROTOCOL;
  * QM_ERR_STATE (not launched, shut down, QMP disabled);
@@ -631,7 +641,8 @@ enum qm_status qm_command(struct qm_machine *m,
  * any name) that matches `match_json` (a JSON object, or NULL: any).
  * Matching follows QEMU's `QEMUMachine.event_match`: the match is a
  * sub-object of the whole event, checked recursively, and a JSON null in
- * it is a wildcard, e.g. `{"data": {"reason": null}}`. Events that do not
+ * it is a wildcard for the value (the key must still exist), e.g.
+ * `{"data": {"reason": null}}`. Events that do not
  * match stay queued, in order. One deadline covers the whole wait. On
  * QM_OK `*event_json` (if not NULL) receives the event; free it with
  * qm_string_free().

@@ -24,7 +24,7 @@
 mod console;
 mod deadline;
 mod error;
-pub mod ffi;
+mod ffi;
 mod machine;
 mod process;
 pub mod qmp;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::status::QM_TIMEOUT_MAX_MS;
+use super::status::{QM_TIMEOUT_FOREVER, QM_TIMEOUT_MAX_MS};
 use crate::error::{Error, Result};
 
 /// A required NUL-terminated UTF-8 string.
@@ -87,7 +87,7 @@ pub(crate) fn kind(value: &Value) -> &'static str {
 /// A `timeout_ms` argument: -1 forever, 0 poll, up to QM_TIMEOUT_MAX_MS.
 pub(crate) fn timeout(ms: i64, name: &str) -> Result<Option<Duration>> {
     match ms {
-        -1 => Ok(None),
+        QM_TIMEOUT_FOREVER => Ok(None),
         0..=QM_TIMEOUT_MAX_MS => Ok(Some(Duration::from_millis(ms as u64))),
         _ => Err(Error::invalid(format!(
             "`{name}` must be -1 (forever), 0 (poll) or a number of milliseconds \

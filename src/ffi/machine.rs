@@ -272,7 +272,11 @@ pub extern "C" fn qm_set_machine_type(
 
 /// Whether QEMU gets a QMP monitor (default true). Without one, QMP and
 /// event calls return QM_ERR_STATE, qm_launch() returns as soon as QEMU is
-/// started, and qm_shutdown() sends SIGTERM and waits (then SIGKILL).
+/// started, and qm_shutdown() sends SIGTERM and waits (then SIGKILL). Note
+/// that qm_launch() then returns before QEMU has installed its signal
+/// handlers: a SIGTERM in the first few milliseconds terminates it by the
+/// default action, and qm_shutdown() reports QM_ERR_ABNORMAL_SHUTDOWN
+/// (signal 15).
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
 #[no_mangle]
@@ -337,7 +341,9 @@ pub extern "C" fn qm_launch(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_s
 
 /// Shut QEMU down gracefully: send `quit` (unless a `quit` already went
 /// through; without QMP, SIGTERM), then wait up to `timeout_ms` for QEMU to
-/// exit. If that fails QEMU is killed (SIGKILL) and reaped. In every case
+/// exit — one deadline for the reply to `quit` and the exit. If that fails
+/// QEMU is killed (SIGKILL) and reaped; with `timeout_ms` 0 QEMU has no
+/// time to exit, so a running QEMU is always killed. In every case
 /// the temporary directory, sockets and descriptors are cleaned up; the
 /// exit status, log and queued events stay readable. Not launched: no-op.
 ///
@@ -486,7 +492,8 @@ pub extern "C" fn qm_command_line(
 /// Pass descriptor `fd` to QEMU at launch: adds `-add-fd
 /// fd=N,set=FDSET,opaque=OPAQUE[,OPTS]`, usable inside QEMU as
 /// `/dev/fdset/FDSET` (e.g. `-drive file=/dev/fdset/1,...`). `opts` (may be
-/// NULL) is appended as is, e.g. "read-only=on"; commas in `opaque` are
+/// NULL) is appended as is, for QEMU versions that accept more `-add-fd`
+/// options (QEMU 7.2 knows only fd, set and opaque); commas in `opaque` are
 /// escaped for QEMU.
 ///
 /// The library keeps its own duplicate of `fd` for every later launch, so

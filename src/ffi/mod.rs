@@ -2,7 +2,7 @@
 //! arguments, calls the Rust core, and converts results and errors. Every
 //! exported function is a plain `#[no_mangle] pub extern "C" fn` (so
 //! cbindgen sees its signature) whose body runs inside the panic boundary of
-//! [`boundary`].
+//! `boundary`.
 //!
 //! Files follow the C type families: `status.rs` (`qm_status`, version),
 //! `error.rs` (`qm_error`, `qm_string_free`), `machine.rs` (`qm_machine`:
@@ -24,7 +24,3 @@ mod input;
 mod machine;
 mod qmp;
 mod status;
-
-pub use error::qm_error;
-pub use machine::qm_machine;
-pub use status::{qm_status, QM_TIMEOUT_FOREVER, QM_TIMEOUT_MAX_MS};

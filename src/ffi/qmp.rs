@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::boundary::status_call;
 use super::error::qm_error;
 use super::input::{
-    borrowed_fd, kind, optional_object, optional_str, parse_json, put, put_json, required_str,
-    timeout,
+    borrowed_fd, kind, non_empty_str, optional_non_empty_str, optional_object, parse_json, put,
+    put_json, required_str, timeout,
 };
 use super::machine::{enter, qm_machine};
 use super::status::qm_status;
@@ -27,6 +27,9 @@ const SEND_FD_TIMEOUT: Duration = Duration::from_secs(30);
 /// still QM_OK here (see qm_command()). A `quit` that succeeds is
 /// remembered: qm_shutdown() then only waits for QEMU to exit.
 ///
+/// A timeout does not cancel the command: QEMU may still execute it, and
+/// its late reply is dropped. (So `timeout_ms` 0 is of no use here.)
+///
 /// Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED (QEMU gone; the
 /// message holds its exit status and log tail); QM_ERR_PROTOCOL;
 /// QM_ERR_STATE (not launched, shut down, QMP disabled);
@@ -41,7 +44,7 @@ pub extern "C" fn qm_qmp_cmd(
     err: *mut *mut qm_error,
 ) -> qm_status {
     status_call(err, || {
-        let cmd = required_str(cmd, "cmd")?;
+        let cmd = non_empty_str(cmd, "cmd")?;
         let args = optional_object(args_json, "args_json")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
         let reply = enter(m)?.qmp(cmd, args.as_ref(), t)?;
@@ -68,7 +71,7 @@ pub extern "C" fn qm_command(
     err: *mut *mut qm_error,
 ) -> qm_status {
     status_call(err, || {
-        let cmd = required_str(cmd, "cmd")?;
+        let cmd = non_empty_str(cmd, "cmd")?;
         let args = optional_object(args_json, "args_json")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
         let value = enter(m)?.command(cmd, args.as_ref(), t)?;
@@ -81,7 +84,8 @@ pub extern "C" fn qm_command(
 /// any name) that matches `match_json` (a JSON object, or NULL: any).
 /// Matching follows QEMU's `QEMUMachine.event_match`: the match is a
 /// sub-object of the whole event, checked recursively, and a JSON null in
-/// it is a wildcard, e.g. `{"data": {"reason": null}}`. Events that do not
+/// it is a wildcard for the value (the key must still exist), e.g.
+/// `{"data": {"reason": null}}`. Events that do not
 /// match stay queued, in order. One deadline covers the whole wait. On
 /// QM_OK `*event_json` (if not NULL) receives the event; free it with
 /// qm_string_free().
@@ -102,7 +106,7 @@ pub extern "C" fn qm_event_wait(
     err: *mut *mut qm_error,
 ) -> qm_status {
     status_call(err, || {
-        let name = optional_str(name, "name")?;
+        let name = optional_non_empty_str(name, "name")?;
         let pattern = optional_object(match_json, "match_json")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
         let event = enter(m)?.events_wait(&[EventFilter::new(name, pattern)], t)?;
@@ -238,11 +242,19 @@ pub extern "C" fn qm_event_match(
 
 fn parse_filters(text: &str) -> Result<Vec<EventFilter>> {
     let value = parse_json(text, "filters_json")?;
-    let Value::Array(items) = value else {
-        return Err(Error::invalid(format!(
-            "`filters_json` must be a JSON array of [name, match] pairs, got {}",
-            kind(&value)
-        )));
+    let items = match value {
+        Value::Array(items) if !items.is_empty() => items,
+        Value::Array(_) => {
+            return Err(Error::invalid(
+                "`filters_json` is an empty array: no event could ever match",
+            ))
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "`filters_json` must be a JSON array of [name, match] pairs, got {}",
+                kind(&other)
+            )))
+        }
     };
     items
         .into_iter()
@@ -258,9 +270,9 @@ fn parse_filters(text: &str) -> Result<Vec<EventFilter>> {
                 return Err(bad("expected exactly two elements"));
             };
             let name = match name {
-                Value::String(s) => Some(s.as_str()),
+                Value::String(s) if !s.is_empty() => Some(s.as_str()),
                 Value::Null => None,
-                _ => return Err(bad("the name must be a string or null")),
+                _ => return Err(bad("the name must be a non-empty string or null")),
             };
             let pattern = match pattern {
                 Value::Object(_) => Some(pattern.clone()),
@@ -283,6 +295,8 @@ mod tests {
         assert_eq!(f[0].name.as_deref(), Some("STOP"));
         assert!(f[1].name.is_none() && f[1].pattern.is_some());
         for bad in [
+            "[]",
+            r#"[["", null]]"#,
             "{}",
             "[1]",
             r#"[["STOP"]]"#,

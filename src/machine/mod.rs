@@ -294,6 +294,9 @@ impl Machine {
     /// library added. `args` must be a JSON object. A QMP error is not an
     /// `Err` here; see [`Machine::command`].
     pub fn qmp(&self, cmd: &str, args: Option<&Value>, timeout: Option<Duration>) -> Result<Value> {
+        if cmd.is_empty() {
+            return Err(Error::invalid("the command name must not be empty"));
+        }
         if let Some(args) = args {
             if !args.is_object() {
                 return Err(Error::invalid(format!(
@@ -390,6 +393,11 @@ impl Machine {
     /// Like [`Machine::event_wait`] for the first event that passes any of
     /// `filters`.
     pub fn events_wait(&self, filters: &[EventFilter], timeout: Option<Duration>) -> Result<Value> {
+        if filters.is_empty() {
+            return Err(Error::invalid(
+                "no event filters: no event could ever match",
+            ));
+        }
         let run = self.qmp_run()?;
         let qmp = run.qmp.get().expect("checked by qmp_run");
         qmp.wait_event(

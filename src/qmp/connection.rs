@@ -369,12 +369,14 @@ impl QmpConnection {
                 let queued = st.events.len();
                 let dropped = st.events.dropped();
                 let mut msg = format!("no {} {}", describe(), deadline.describe());
-                if queued > 0 {
-                    msg.push_str(&format!(" ({queued} other events are queued)"));
+                match queued {
+                    0 => {}
+                    1 => msg.push_str(" (1 other event is queued)"),
+                    n => msg.push_str(&format!(" ({n} other events are queued)")),
                 }
                 if dropped > 0 {
                     msg.push_str(&format!(
-                        "; {dropped} events were dropped because the event queue was full"
+                        "; {dropped} event(s) were dropped because the event queue was full"
                     ));
                 }
                 return Err(Error::Timeout(msg));

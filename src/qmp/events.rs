@@ -72,7 +72,7 @@ impl EventFilter {
         let parts: Vec<String> = filters
             .iter()
             .map(|f| {
-                let name = f.name.as_deref().unwrap_or("any event");
+                let name = f.name.as_deref().unwrap_or("event");
                 match &f.pattern {
                     Some(p) => format!("{name} matching {p}"),
                     None => name.to_string(),
