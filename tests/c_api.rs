@@ -70,9 +70,10 @@ fn run_ok(cmd: &mut Command) -> String {
     text
 }
 
+/// Build `source` (relative to the repository) against the library.
 fn compile(source: &str, compiler: &str, flags: &[&str]) -> PathBuf {
-    let src = repo().join("c-tests").join(source);
-    let exe = out_dir().join(source.replace('.', "_"));
+    let src = repo().join(source);
+    let exe = out_dir().join(source.replace(['.', '/'], "_"));
     std::fs::create_dir_all(out_dir()).unwrap();
     let lib = lib_dir();
     run_ok(
@@ -98,7 +99,18 @@ fn under_valgrind() -> bool {
 
 /// Compile `c-tests/<name>.c` and run it (under valgrind in CI).
 fn run_c_test(name: &str) {
-    let exe = compile(&format!("{name}.c"), "cc", C_FLAGS);
+    run_program(name, compile(&format!("c-tests/{name}.c"), "cc", C_FLAGS));
+}
+
+/// Compile `c-tests/<name>.cpp` as C++17 and run it (under valgrind in CI).
+fn run_cpp_test(name: &str) {
+    run_program(
+        name,
+        compile(&format!("c-tests/{name}.cpp"), "c++", CXX_FLAGS),
+    );
+}
+
+fn run_program(name: &str, exe: PathBuf) {
     let mut cmd = if under_valgrind() {
         let mut c = Command::new("valgrind");
         c.args([
@@ -113,9 +125,7 @@ fn run_c_test(name: &str) {
     } else {
         Command::new(&exe)
     };
-    if name == "console" {
-        cmd.env("QM_TEST_GUEST_DIR", common::guest_dir());
-    }
+    cmd.env("QM_TEST_GUEST_DIR", common::guest_dir());
     let text = run_ok(&mut cmd);
     assert!(text.contains(&format!("{name}: ok")), "{text}");
 }
@@ -180,6 +190,18 @@ fn c_free_while_other_threads_wait() {
 }
 
 #[test]
+fn cpp_raii_wrapper() {
+    run_cpp_test("cpp_wrapper");
+}
+
+#[test]
+fn cpp_readme_example() {
+    let exe = compile("examples/readme.cpp", "c++", CXX_FLAGS);
+    let out = run_ok(&mut Command::new(&exe));
+    assert!(out.contains("\"STOP\""), "{out}");
+}
+
+#[test]
 fn c_threads() {
     run_c_test("threads");
 }
@@ -204,9 +226,20 @@ fn header_compiles_alone_as_c11_and_cpp17_and_twice() {
             .args(["-fsyntax-only", "-x", "c++"])
             .arg(&header),
     );
-    run_ok(&mut Command::new(compile("header_twice.c", "cc", C_FLAGS)));
+    run_ok(
+        Command::new("c++")
+            .args(CXX_FLAGS)
+            .args(["-fsyntax-only", "-x", "c++", "-I"])
+            .arg(repo().join("include"))
+            .arg(repo().join("include/qemu_machine.hpp")),
+    );
     run_ok(&mut Command::new(compile(
-        "header_twice.cpp",
+        "c-tests/header_twice.c",
+        "cc",
+        C_FLAGS,
+    )));
+    run_ok(&mut Command::new(compile(
+        "c-tests/header_twice.cpp",
         "c++",
         CXX_FLAGS,
     )));
