@@ -1,15 +1,23 @@
-# qemu-machine: build, test, demo.
+# qemu-machine: build, test, demo, install, benchmark.
 #
 #   make demo     build the library and the test guest, run examples/demo.c
-#   make test     the whole test suite (C tests under valgrind when CI is set)
+#   make test     the whole test suite: Rust, C (under valgrind when CI is
+#                 set), C++, Python, Go, install
+#   make install  PREFIX=/usr/local (also LIBDIR, INCLUDEDIR, DESTDIR)
+#   make fuzz     10 million fuzz runs per target (fuzz-quick: 30 s each)
 
 CARGO ?= cargo
 CC ?= cc
 CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -pedantic
 RELEASE := target/release
 SONAME := libqemu_machine.so.$(shell sed -n 's/^version = "\([0-9]*\)\..*/\1/p' Cargo.toml)
+PYVENV := target/pyvenv
+GO_ENV := GOCACHE=$(CURDIR)/target/go-cache GOPATH=$(CURDIR)/target/go-path \
+	CGO_CFLAGS="-I$(CURDIR)/include" \
+	CGO_LDFLAGS="-L$(CURDIR)/$(RELEASE) -Wl,-rpath,$(CURDIR)/$(RELEASE)"
 
-.PHONY: all build demo test deps guest fuzz fuzz-quick
+.PHONY: all build demo test test-rust test-python test-go deps guest install \
+	fuzz fuzz-quick
 
 all: build
 
@@ -31,11 +39,26 @@ $(RELEASE)/demo: examples/demo.c build
 demo: deps guest build $(RELEASE)/demo
 	$(RELEASE)/demo target/guest
 
-test: deps guest
+test: deps guest build test-rust test-python test-go
+
+test-rust:
 	$(CARGO) test
 
-# Fuzz the QMP stream reader and the event matcher (cargo-fuzz, stable
-# toolchain): 10 million runs each; fuzz-quick runs each for 30 s.
+$(PYVENV)/bin/pytest:
+	python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q pytest
+
+test-python: $(PYVENV)/bin/pytest
+	$(PYVENV)/bin/python -m pytest -q bindings/python/tests
+
+test-go:
+	cd bindings/go && $(GO_ENV) go vet ./... && $(GO_ENV) go test -race -count=1 ./...
+
+PREFIX ?= /usr/local
+install: build
+	PREFIX=$(PREFIX) $(if $(LIBDIR),LIBDIR=$(LIBDIR)) $(if $(INCLUDEDIR),INCLUDEDIR=$(INCLUDEDIR)) \
+		DESTDIR=$(DESTDIR) scripts/install.sh $(RELEASE)
+
 fuzz:
 	scripts/fuzz.sh -runs=10000000
 

@@ -1,0 +1,3 @@
+module qemu-machine/bindings/go
+
+go 1.19

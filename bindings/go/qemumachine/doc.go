@@ -1,0 +1,98 @@
+// Package qemumachine drives QEMU virtual machines from Go test programs.
+// It is a cgo binding of libqemu_machine, the qemu-machine C library:
+// launch QEMU with a QMP monitor, run QMP commands, wait for QMP events,
+// talk to the guest on its serial console, read QEMU's log, and shut QEMU
+// down gracefully or hard, always cleaning up.
+//
+//	m, err := qemumachine.New("qemu-system-x86_64")
+//	if err != nil { ... }
+//	defer m.Close()
+//	m.SetMachineType("none")
+//	m.AddArgs("-accel", "tcg", "-nodefaults")
+//	if err := m.Launch(); err != nil { ... }
+//	status, err := m.Command(ctx, "query-status", nil) // {"running": true, ...}
+//	err = m.Shutdown(10 * time.Second)
+//
+// # Building
+//
+// The package compiles against the C header of the repository
+// (include/qemu_machine.h, found through the cgo directive
+// "#cgo CFLAGS: -I${SRCDIR}/../../../include") and links with
+// -lqemu_machine. Where the library lives comes from the environment.
+// For the library built in the repository ("make build", which creates
+// target/release/libqemu_machine.so and its SONAME link
+// libqemu_machine.so.0):
+//
+//	CGO_LDFLAGS="-L/path/to/qemu-machine/target/release -Wl,-rpath,/path/to/qemu-machine/target/release" go test ./...
+//
+// The rpath lets the program find libqemu_machine.so.0 at run time
+// (LD_LIBRARY_PATH works too). For an installed library ("make install"
+// writes a pkg-config file, qemu-machine.pc):
+//
+//	CGO_CFLAGS="$(pkg-config --cflags qemu-machine)" CGO_LDFLAGS="$(pkg-config --libs qemu-machine)" go build
+//
+// # Errors
+//
+// Every failure of the C library is returned as an *Error, which carries
+// the library's status (a Status), its message and, for QMP command errors,
+// the QMP error class and description:
+//
+//	var qerr *qemumachine.Error
+//	if errors.As(err, &qerr) && qerr.QMPClass == "CommandNotFound" { ... }
+//
+// Each status has a sentinel (ErrTimeout, ErrCommand, ErrLaunch, ...) for
+// errors.Is. Arguments the binding rejects before calling C (a string with
+// a NUL byte, command arguments that do not marshal to a JSON object, a
+// port out of range) are *Error values with StatusInvalidArgument, like the
+// ones the library itself returns. ErrClosed (a StatusState error) is
+// returned by every call on a closed Machine.
+//
+// # Timeouts and contexts
+//
+// Calls that may block take a context.Context. Its deadline becomes the C
+// call's timeout: no deadline waits forever; a positive remaining time is
+// rounded up to whole milliseconds, so a short deadline never turns into a
+// poll. If the context is already done before the call, the call returns
+// without calling C: ctx.Err() when the context was cancelled, and when its
+// deadline has passed an *Error with StatusTimeout that wraps
+// context.DeadlineExceeded. Every StatusTimeout error matches both
+// ErrTimeout and context.DeadlineExceeded under errors.Is, whether the
+// deadline passed before or during the call.
+//
+// Cancelling a context does interrupt the waits: EventWait, EventsWait,
+// EventGet, ConsoleWait and Wait call C in slices of at most 100 ms and
+// check the context between slices. This relies only on documented
+// guarantees of the C API (a wait that times out consumes no event, leaves
+// the console read cursor where it was and leaves QEMU running), so a
+// sliced wait behaves exactly like a single one, except that it returns
+// ctx.Err() within about 100 ms of the cancellation. The other blocking
+// calls (Command, QMP, ConsoleExec, ConsoleWrite, Launch, Shutdown,
+// SendFD, AttachUnix, AttachTCP) are single C calls: cancelling their
+// context cannot interrupt them once they are blocked in C; only the
+// deadline (or, for Launch and Shutdown, their own timeout) bounds them.
+//
+// # Concurrency and Close
+//
+// All methods of one Machine may be called from several goroutines at once
+// (one goroutine in EventWait while others run Command), as the C library
+// allows. The library keeps no thread-local state, so no
+// runtime.LockOSThread is needed.
+//
+// The C library requires qm_machine_free, which Close calls, to be the last
+// call on a machine: calls already blocked in it are woken, but starting a
+// call once the free has begun is undefined behaviour. So the simple rule
+// is the C one: call Close once the other goroutines using the machine are
+// done. The binding also enforces the rule itself, so that Close is
+// memory-safe at any time: once Close has begun, new calls return
+// ErrClosed; calls already in progress are woken and Close waits for them
+// to return before it frees the C machine. For a QEMU this machine
+// launched, Close kills it first (as qm_machine_free would), which ends
+// every blocked call (even a graceful Shutdown in progress elsewhere);
+// sliced waits also notice the close between slices, which is how they
+// end on an attached machine, whose QEMU is not ours to kill. The one
+// call Close cannot wake is a single C call (Command, QMP, SendFD) on an
+// attached machine whose QEMU does not answer: Close then waits until that
+// call's deadline. Close is idempotent. A finalizer frees a Machine that
+// was never closed, but Close (typically deferred) is the normal path,
+// since only Close stops QEMU at a predictable time.
+package qemumachine

@@ -1,0 +1,183 @@
+"""Loading libqemu_machine and declaring the C prototypes (private).
+
+Every function of ``qemu_machine.h`` is declared here with its exact
+argument and result types. Opaque handles (``qm_machine *``,
+``qm_error *``) and owned strings (``char **`` outputs) are ``c_void_p``
+so that the binding keeps the raw pointer and frees it itself; only the
+borrowed, static or error-owned strings are ``c_char_p``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import (
+    POINTER,
+    c_bool,
+    c_char_p,
+    c_int,
+    c_int64,
+    c_size_t,
+    c_uint,
+    c_uint16,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import List, Tuple
+
+__all__ = ["LibraryNotFoundError", "lib", "library_path"]
+
+_LIB_ENV = "QEMU_MACHINE_LIB"
+_PREFIX_ENV = "QEMU_MACHINE_PREFIX"
+_SONAME = "libqemu_machine.so.0"
+
+
+class LibraryNotFoundError(ImportError):
+    """libqemu_machine cannot be loaded; the message lists what was tried."""
+
+
+_status = c_int  # enum qm_status
+_machine = c_void_p  # qm_machine *
+_error = c_void_p  # qm_error *
+_err_out = POINTER(c_void_p)  # qm_error **
+_str_out = POINTER(c_void_p)  # char ** (owned: free with qm_string_free)
+_machine_out = POINTER(c_void_p)  # qm_machine **
+
+# name: (restype, argtypes), in the order of qemu_machine.h.
+_PROTOTYPES = {
+    "qm_set_console": (_status, [_machine, c_char_p, c_uint, _err_out]),
+    "qm_set_console_log": (_status, [_machine, c_char_p, _err_out]),
+    "qm_console_wait": (
+        _status,
+        [_machine, c_char_p, c_char_p, c_int64, _str_out, _err_out],
+    ),
+    "qm_console_write": (_status, [_machine, c_char_p, c_size_t, _err_out]),
+    "qm_console_exec": (
+        _status,
+        [_machine, c_char_p, c_char_p, c_char_p, c_int64, _str_out, _err_out],
+    ),
+    "qm_console_read": (_status, [_machine, _str_out, _err_out]),
+    "qm_console_dropped": (_status, [_machine, POINTER(c_uint64), _err_out]),
+    "qm_error_status": (_status, [_error]),
+    "qm_error_message": (c_char_p, [_error]),
+    "qm_error_qmp_class": (c_char_p, [_error]),
+    "qm_error_qmp_desc": (c_char_p, [_error]),
+    "qm_error_free": (None, [_error]),
+    "qm_string_free": (None, [c_void_p]),
+    "qm_machine_new": (_status, [c_char_p, _machine_out, _err_out]),
+    "qm_machine_free": (None, [_machine]),
+    "qm_add_arg": (_status, [_machine, c_char_p, _err_out]),
+    "qm_add_wrapper_arg": (_status, [_machine, c_char_p, _err_out]),
+    "qm_set_name": (_status, [_machine, c_char_p, _err_out]),
+    "qm_set_base_temp_dir": (_status, [_machine, c_char_p, _err_out]),
+    "qm_set_log_dir": (_status, [_machine, c_char_p, _err_out]),
+    "qm_set_machine_type": (_status, [_machine, c_char_p, _err_out]),
+    "qm_set_qmp_enabled": (_status, [_machine, c_bool, _err_out]),
+    "qm_set_launch_timeout": (_status, [_machine, c_int64, _err_out]),
+    "qm_add_monitor_null": (_status, [_machine, _err_out]),
+    "qm_launch": (_status, [_machine, _err_out]),
+    "qm_shutdown": (_status, [_machine, c_int64, _err_out]),
+    "qm_kill": (_status, [_machine, _err_out]),
+    "qm_wait": (_status, [_machine, c_int64, _err_out]),
+    "qm_is_running": (c_bool, [_machine]),
+    "qm_pid": (c_int, [_machine]),
+    "qm_exit_code": (_status, [_machine, POINTER(c_int), _err_out]),
+    "qm_log": (_status, [_machine, _str_out, _err_out]),
+    "qm_temp_dir": (_status, [_machine, _str_out, _err_out]),
+    "qm_command_line": (_status, [_machine, _str_out, _err_out]),
+    "qm_add_fd": (
+        _status,
+        [_machine, c_int, c_int, c_char_p, c_char_p, _err_out],
+    ),
+    "qm_set_monitor_unix": (_status, [_machine, c_char_p, _err_out]),
+    "qm_set_monitor_tcp": (_status, [_machine, c_char_p, c_uint16, _err_out]),
+    "qm_monitor_port": (_status, [_machine, POINTER(c_uint16), _err_out]),
+    "qm_set_qmp_trace": (_status, [_machine, c_char_p, _err_out]),
+    "qm_attach_unix": (_status, [c_char_p, c_int64, _machine_out, _err_out]),
+    "qm_attach_tcp": (
+        _status,
+        [c_char_p, c_uint16, c_int64, _machine_out, _err_out],
+    ),
+    "qm_qmp_cmd": (
+        _status,
+        [_machine, c_char_p, c_char_p, c_int64, _str_out, _err_out],
+    ),
+    "qm_command": (
+        _status,
+        [_machine, c_char_p, c_char_p, c_int64, _str_out, _err_out],
+    ),
+    "qm_event_wait": (
+        _status,
+        [_machine, c_char_p, c_char_p, c_int64, _str_out, _err_out],
+    ),
+    "qm_events_wait": (
+        _status,
+        [_machine, c_char_p, c_int64, _str_out, _err_out],
+    ),
+    "qm_event_get": (_status, [_machine, c_int64, _str_out, _err_out]),
+    "qm_events_take": (_status, [_machine, _str_out, _err_out]),
+    "qm_events_dropped": (_status, [_machine, POINTER(c_uint64), _err_out]),
+    "qm_send_fd": (_status, [_machine, c_int, c_char_p, _err_out]),
+    "qm_event_match": (
+        _status,
+        [c_char_p, c_char_p, POINTER(c_bool), _err_out],
+    ),
+    "qm_status_str": (c_char_p, [c_int]),
+    "qm_version": (c_char_p, []),
+}
+
+
+def _candidates(tried: List[str]) -> List[str]:
+    """The libraries to try, best first (see the package documentation);
+    notes what was looked for without a result in ``tried``."""
+    explicit = os.environ.get(_LIB_ENV)
+    if explicit:
+        # An explicit choice is never silently replaced by another library.
+        return [explicit]
+    found: List[str] = []
+    prefix = os.environ.get(_PREFIX_ENV)
+    if prefix:
+        found.append(str(Path(prefix) / "lib" / _SONAME))
+    installed = ctypes.util.find_library("qemu_machine")
+    if installed:
+        found.append(installed)
+    else:
+        tried.append('  ctypes.util.find_library("qemu_machine"): not found')
+    # In a source checkout: REPO/bindings/python/qemu_machine/_native.py.
+    parents = Path(__file__).resolve().parents
+    if len(parents) > 3:
+        for profile in ("release", "debug"):
+            lib_file = parents[3] / "target" / profile / "libqemu_machine.so"
+            found.append(str(lib_file))
+    return found
+
+
+def _declare(dll: ctypes.CDLL) -> None:
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        func = getattr(dll, name)
+        func.restype = restype
+        func.argtypes = argtypes
+
+
+def _load() -> Tuple[ctypes.CDLL, str]:
+    tried: List[str] = []
+    for candidate in _candidates(tried):
+        try:
+            dll = ctypes.CDLL(candidate)
+            _declare(dll)
+        except (OSError, AttributeError) as exc:
+            tried.append(f"  {candidate}: {exc}")
+            continue
+        return dll, candidate
+    raise LibraryNotFoundError(
+        "cannot load libqemu_machine; tried:\n"
+        + "\n".join(tried)
+        + f"\nSet {_LIB_ENV} to the library's full path, or "
+        f"{_PREFIX_ENV} to its install prefix, or build it with "
+        "'cargo build --release' in the repository."
+    )
+
+
+lib, library_path = _load()

@@ -1,0 +1,753 @@
+"""The :class:`Machine` class and :func:`event_match`."""
+
+from __future__ import annotations
+
+import collections.abc
+import ctypes
+import json
+import math
+import numbers
+import os
+import weakref
+from ctypes import byref, c_bool, c_int, c_uint16, c_uint64, c_void_p
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Tuple,
+    Union,
+)
+
+from ._native import lib
+from .errors import InvalidArgument, StateError, Status, take_error
+
+__all__ = ["Machine", "event_match"]
+
+_INT_MAX = 2**31 - 1
+#: ``timeout_ms`` for "wait forever".
+_FOREVER_MS = -1
+#: QM_TIMEOUT_MAX_MS: the largest finite timeout the library accepts.
+_MAX_TIMEOUT_MS = _INT_MAX
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+Seconds = Optional[float]
+StrPath = Union[str, "os.PathLike[str]"]
+FileDescriptor = Union[int, _HasFileno]
+JsonObject = Dict[str, Any]
+JsonArgs = Mapping[str, Any]
+EventFilter = Tuple[Optional[str], Optional[JsonArgs]]
+
+
+# -- conversions, done before any C call ------------------------------------
+
+
+def _timeout_ms(timeout: Seconds) -> int:
+    """Seconds (``None`` or ``math.inf``: forever) to the C ``timeout_ms``.
+
+    A positive timeout below a millisecond is rounded up, so that it never
+    becomes a poll (0).
+    """
+    if timeout is None:
+        return _FOREVER_MS
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(
+            "timeout must be a number of seconds or None, not "
+            + type(timeout).__name__
+        )
+    if math.isnan(timeout) or timeout < 0:
+        raise InvalidArgument(
+            f"timeout must be at least 0 seconds (None waits forever), "
+            f"got {timeout!r}"
+        )
+    if math.isinf(timeout):
+        return _FOREVER_MS
+    milliseconds = math.ceil(round(float(timeout) * 1000, 6))
+    if milliseconds > _MAX_TIMEOUT_MS:
+        raise InvalidArgument(
+            f"timeout must be at most {_MAX_TIMEOUT_MS / 1000} seconds "
+            f"(None waits forever), got {timeout!r}"
+        )
+    return milliseconds
+
+
+def _text(value: str, what: str) -> bytes:
+    """A ``str`` as NUL-terminated UTF-8 for a ``const char *``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if "\0" in value:
+        # ctypes would silently cut the string at the NUL.
+        raise InvalidArgument(f"{what} must not contain a NUL character")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"{what} is not valid Unicode: {exc}") from None
+
+
+def _optional_text(value: Optional[str], what: str) -> Optional[bytes]:
+    return None if value is None else _text(value, what)
+
+
+def _path(value: StrPath, what: str) -> bytes:
+    """A ``str`` or ``os.PathLike`` path for a ``const char *``."""
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(path, str):
+        raise TypeError(
+            f"{what} must be a str or a str path, not {type(path).__name__}"
+        )
+    return _text(path, what)
+
+
+def _integer(value: int, low: int, high: int, what: str) -> int:
+    """An int within [low, high] (ctypes would silently truncate it)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidArgument(
+            f"{what} must be between {low} and {high}, got {value}"
+        )
+    return int(value)
+
+
+def _fd(fd: FileDescriptor, what: str) -> int:
+    if not isinstance(fd, int):
+        fd = fd.fileno()
+    return _integer(fd, 0, _INT_MAX, what)
+
+
+def _json_object(value: Optional[JsonArgs], what: str) -> Optional[bytes]:
+    if value is None:
+        return None
+    if not isinstance(value, collections.abc.Mapping):
+        raise TypeError(
+            f"{what} must be a dict or None, not {type(value).__name__}"
+        )
+    return json.dumps(dict(value)).encode("utf-8")
+
+
+def _arguments(
+    args: Optional[JsonArgs], kwargs: JsonObject
+) -> Optional[bytes]:
+    """A command's arguments: ``args`` merged with keyword arguments."""
+    if not kwargs:
+        return _json_object(args, "args")
+    if args is None:
+        return _json_object(kwargs, "args")
+    if not isinstance(args, collections.abc.Mapping):
+        raise TypeError(
+            f"args must be a dict or None, not {type(args).__name__}"
+        )
+    twice = sorted(set(args) & set(kwargs))
+    if twice:
+        raise TypeError(f"arguments given twice: {', '.join(twice)}")
+    return _json_object({**args, **kwargs}, "args")
+
+
+def _strings(values: Iterable[str], what: str) -> List[str]:
+    if isinstance(values, (str, bytes)):
+        raise TypeError(
+            f"{what} must be a sequence of str, not a single string"
+        )
+    return list(values)
+
+
+# -- calling the library ----------------------------------------------------
+
+
+def _call(func: Callable[..., int], *args: Any) -> None:
+    """Call a fallible C function; raise its error (freed) on failure."""
+    err = c_void_p()
+    status = func(*args, byref(err))
+    if status != Status.OK:
+        raise take_error(status, err.value)
+
+
+def _take_string(pointer: Optional[int]) -> str:
+    """Decode a string the library returned, and free it."""
+    try:
+        if not pointer:
+            return ""
+        return ctypes.string_at(pointer).decode("utf-8", "replace")
+    finally:
+        lib.qm_string_free(pointer)
+
+
+def _call_string(func: Callable[..., int], *args: Any) -> str:
+    """Call a C function whose last output is an owned ``char *``."""
+    out = c_void_p()
+    _call(func, *args, byref(out))
+    return _take_string(out.value)
+
+
+def _call_json(func: Callable[..., int], *args: Any) -> Any:
+    return json.loads(_call_string(func, *args))
+
+
+def _new_machine(func: Callable[..., int], *args: Any) -> int:
+    out = c_void_p()
+    _call(func, *args, byref(out))
+    assert out.value is not None
+    return out.value
+
+
+def event_match(event: JsonArgs, match: Optional[JsonArgs]) -> bool:
+    """Whether ``event`` matches ``match``, as :meth:`Machine.event_wait`
+    matches: ``match`` is a sub-dict of the event, checked recursively, in
+    which ``None`` is a wildcard (QEMU's ``QEMUMachine.event_match``).
+    ``match`` ``None`` matches every event.
+    """
+    if not isinstance(event, collections.abc.Mapping):
+        raise TypeError(f"event must be a dict, not {type(event).__name__}")
+    event_json = json.dumps(dict(event)).encode("utf-8")
+    match_json = _json_object(match, "match") or b"null"
+    matches = c_bool(False)
+    _call(lib.qm_event_match, event_json, match_json, byref(matches))
+    return matches.value
+
+
+class Machine:
+    """A QEMU virtual machine driven through libqemu_machine.
+
+    Configure it (constructor arguments and the ``set_*``/``add_*``
+    methods), :meth:`launch` it, talk to it over QMP and its serial
+    console, then :meth:`shutdown` it. ``binary`` is a path or a name looked
+    up in ``PATH``; ``args`` are appended to QEMU's command line after the
+    library's own (``-display none -vga none`` and the QMP monitor);
+    ``machine_type`` adds ``-machine MACHINE_TYPE``; ``wrapper`` is a command
+    QEMU runs under (e.g. ``("strace", "-f")``); ``name``, ``base_temp_dir``
+    and ``log_dir`` are as :meth:`set_name`, :meth:`set_base_temp_dir` and
+    :meth:`set_log_dir`.
+
+    As QEMU's own ``QEMUMachine``, the context manager does not launch:
+    ``with Machine(...) as vm:`` gives the machine, the block calls
+    :meth:`launch`, and leaving the block calls :meth:`shutdown` (which may
+    raise :class:`AbnormalShutdown`). The exit code, log and queued events
+    stay readable after it, and the machine can be launched again.
+
+    Timeouts are seconds (int or float); ``None`` waits forever and 0
+    polls. Errors raise a :class:`QemuMachineError` subclass. Arguments of
+    the wrong Python type raise ``TypeError`` and values the binding can
+    tell are bad (a negative timeout, a NUL in a string, an out-of-range
+    port) :class:`InvalidArgument` (a ``ValueError``), both before any call
+    into the library.
+
+    Every method may be called from several threads at once (ctypes
+    releases the GIL during each library call), except :meth:`close`,
+    which must be the last call started: it frees the machine, killing
+    QEMU if it still runs. An unclosed machine is closed when
+    garbage-collected, or at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        binary: StrPath = "qemu-system-x86_64",
+        args: Iterable[str] = (),
+        machine_type: Optional[str] = None,
+        *,
+        wrapper: Iterable[str] = (),
+        name: Optional[str] = None,
+        base_temp_dir: Optional[StrPath] = None,
+        log_dir: Optional[StrPath] = None,
+    ) -> None:
+        args = _strings(args, "args")
+        wrapper = _strings(wrapper, "wrapper")
+        self._adopt(_new_machine(lib.qm_machine_new, _path(binary, "binary")))
+        try:
+            self.add_args(*args)
+            self.add_wrapper_args(*wrapper)
+            if machine_type is not None:
+                self.set_machine_type(machine_type)
+            if name is not None:
+                self.set_name(name)
+            if base_temp_dir is not None:
+                self.set_base_temp_dir(base_temp_dir)
+            if log_dir is not None:
+                self.set_log_dir(log_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def _adopt(self, handle: int) -> None:
+        self._handle = handle
+        self._finalizer = weakref.finalize(self, lib.qm_machine_free, handle)
+
+    @classmethod
+    def _attached(cls, handle: int) -> Machine:
+        machine = cls.__new__(cls)
+        machine._adopt(handle)
+        return machine
+
+    @classmethod
+    def attach_unix(cls, path: StrPath, timeout: Seconds = 30.0) -> Machine:
+        """Connect to a QEMU started elsewhere whose QMP monitor listens on
+        the Unix socket ``path`` (e.g. ``-qmp unix:PATH,server=on,wait=off``).
+
+        The machine is used as a launched one: QMP commands and events work,
+        :meth:`shutdown` sends ``quit`` and waits for the connection to
+        close, :meth:`kill` raises :class:`StateError` (that QEMU is not
+        ours), :meth:`close` disconnects without stopping QEMU.
+        """
+        handle = _new_machine(
+            lib.qm_attach_unix, _path(path, "path"), _timeout_ms(timeout)
+        )
+        return cls._attached(handle)
+
+    @classmethod
+    def attach_tcp(
+        cls, host: str, port: int, timeout: Seconds = 30.0
+    ) -> Machine:
+        """Connect to a QEMU whose QMP monitor listens on TCP at
+        ``host``:``port``; as :meth:`attach_unix`, but descriptors cannot be
+        passed."""
+        handle = _new_machine(
+            lib.qm_attach_tcp,
+            _text(host, "host"),
+            _integer(port, 0, 65535, "port"),
+            _timeout_ms(timeout),
+        )
+        return cls._attached(handle)
+
+    @property
+    def _m(self) -> int:
+        if not self._finalizer.alive:
+            raise StateError("the machine is closed")
+        return self._handle
+
+    def close(self) -> None:
+        """Free the machine (``qm_machine_free``): if QEMU runs, it is killed
+        and its temporary directory removed; an attached machine is only
+        disconnected. Idempotent; afterwards every method raises
+        :class:`StateError`.
+
+        Calls blocked in other threads (waits, a launch, a shutdown) are
+        woken, raise :class:`Disconnected` or a similar error, and are
+        waited for. But no call may *start* concurrently with ``close()``:
+        as in C, that is undefined behaviour."""
+        self._finalizer()
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        if not self._finalizer.alive:
+            return "<Machine closed>"
+        pid = self.pid
+        return f"<Machine running pid={pid}>" if pid else "<Machine>"
+
+    # -- configuration (before launch) ----------------------------------
+
+    def add_args(self, *args: str) -> None:
+        """Append arguments to QEMU's command line, one argv element each
+        (no shell, no quoting)."""
+        for arg in args:
+            _call(lib.qm_add_arg, self._m, _text(arg, "arg"))
+
+    def add_wrapper_args(self, *args: str) -> None:
+        """Append words to the wrapper command QEMU runs under, e.g.
+        ``add_wrapper_args("strace", "-f", "-o", "trace.txt")``."""
+        for arg in args:
+            _call(lib.qm_add_wrapper_arg, self._m, _text(arg, "arg"))
+
+    def set_name(self, name: str) -> None:
+        """Name the machine, for its log file (``NAME.log``) and sockets."""
+        _call(lib.qm_set_name, self._m, _text(name, "name"))
+
+    def set_base_temp_dir(self, path: StrPath) -> None:
+        """Where each launch creates its private temporary directory
+        (default ``$TMPDIR``, else ``/tmp``); must exist at launch."""
+        _call(lib.qm_set_base_temp_dir, self._m, _path(path, "path"))
+
+    def set_log_dir(self, path: StrPath) -> None:
+        """Where QEMU's log ``NAME.log`` goes, kept after shutdown (default:
+        the temporary directory); must exist at launch."""
+        _call(lib.qm_set_log_dir, self._m, _path(path, "path"))
+
+    def set_machine_type(self, machine_type: str) -> None:
+        """Add ``-machine MACHINE_TYPE`` (e.g. ``"none"``, ``"q35"``)."""
+        _call(
+            lib.qm_set_machine_type,
+            self._m,
+            _text(machine_type, "machine_type"),
+        )
+
+    def set_qmp_enabled(self, enabled: bool) -> None:
+        """Whether QEMU gets a QMP monitor (default ``True``). Without one,
+        QMP and event methods raise :class:`StateError`, :meth:`launch`
+        returns as soon as QEMU is started, and :meth:`shutdown` sends
+        SIGTERM, which kills a QEMU that has not yet installed its signal
+        handler (in its first milliseconds): :class:`AbnormalShutdown`."""
+        _call(lib.qm_set_qmp_enabled, self._m, bool(enabled))
+
+    def set_monitor_unix(self, path: StrPath) -> None:
+        """Put the QMP monitor on a listening Unix socket at ``path``
+        (which must not exist at launch) instead of a socketpair."""
+        _call(lib.qm_set_monitor_unix, self._m, _path(path, "path"))
+
+    def set_monitor_tcp(self, host: str, port: int = 0) -> None:
+        """Put the QMP monitor on TCP at exactly ``host``:``port`` (0: any
+        free port, see :attr:`monitor_port`)."""
+        _call(
+            lib.qm_set_monitor_tcp,
+            self._m,
+            _text(host, "host"),
+            _integer(port, 0, 65535, "port"),
+        )
+
+    def set_launch_timeout(self, timeout: Seconds) -> None:
+        """How long :meth:`launch` waits for QEMU to start and negotiate QMP
+        (default 30 s; ``None``: forever)."""
+        _call(lib.qm_set_launch_timeout, self._m, _timeout_ms(timeout))
+
+    def add_monitor_null(self) -> None:
+        """Add ``-monitor null``: no default human monitor."""
+        _call(lib.qm_add_monitor_null, self._m)
+
+    def add_fd(
+        self,
+        fd: FileDescriptor,
+        fdset: int,
+        opaque: str,
+        opts: Optional[str] = None,
+    ) -> None:
+        """Pass descriptor ``fd`` (an int or an object with ``fileno()``) to
+        QEMU at every launch, as ``/dev/fdset/FDSET`` (``-add-fd``);
+        ``opts``, if given, is appended to the option as is. The library
+        keeps its own duplicate: ``fd`` may be closed right after."""
+        _call(
+            lib.qm_add_fd,
+            self._m,
+            _fd(fd, "fd"),
+            _integer(fdset, 0, _INT_MAX, "fdset"),
+            _text(opaque, "opaque"),
+            _optional_text(opts, "opts"),
+        )
+
+    def set_console(
+        self, device_type: Optional[str] = None, console_index: int = 0
+    ) -> None:
+        """Give the machine a serial console, as ``QEMUMachine.set_console``:
+        ``device_type`` ``None`` uses the machine's default serial port,
+        otherwise ``-device DEVICE_TYPE,chardev=console``; ``console_index``
+        N makes it the N-th serial port. Its output is buffered from launch
+        on: nothing is lost before the first read."""
+        _call(
+            lib.qm_set_console,
+            self._m,
+            _optional_text(device_type, "device_type"),
+            _integer(console_index, 0, 2**32 - 1, "console_index"),
+        )
+
+    def set_console_log(self, path: StrPath) -> None:
+        """Also append the console output to the file at ``path``; enables
+        the default console if :meth:`set_console` was not called."""
+        _call(lib.qm_set_console_log, self._m, _path(path, "path"))
+
+    def set_qmp_trace(self, path: StrPath) -> None:
+        """Append every QMP line sent (``>>``) and received (``<<``) to the
+        file at ``path``; applies at once to an open connection too."""
+        _call(lib.qm_set_qmp_trace, self._m, _path(path, "path"))
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def launch(self) -> None:
+        """Start QEMU and negotiate QMP, within the launch timeout.
+
+        Raises :class:`LaunchError` (with QEMU's exit status, command line
+        and output) if QEMU does not start; nothing is left behind then.
+        """
+        _call(lib.qm_launch, self._m)
+
+    def shutdown(self, timeout: Seconds = 30.0) -> None:
+        """Shut QEMU down gracefully: ``quit`` (SIGTERM without QMP), then
+        wait up to ``timeout`` for it to exit; cleans up in every case. A
+        no-op if not launched.
+
+        Raises :class:`AbnormalShutdown` unless QEMU exited with status 0 on
+        its own or after ``quit`` (it was then killed and reaped anyway);
+        with ``timeout`` 0 a running QEMU has no time to exit and is always
+        killed.
+        """
+        _call(lib.qm_shutdown, self._m, _timeout_ms(timeout))
+
+    def kill(self) -> None:
+        """Kill QEMU (SIGKILL), reap it and clean up. A no-op if not
+        launched; :class:`StateError` for an attached machine."""
+        _call(lib.qm_kill, self._m)
+
+    def wait(self, timeout: Seconds = 30.0) -> Optional[int]:
+        """Wait up to ``timeout`` for QEMU to exit on its own (e.g. the guest
+        powered off), clean up, and return :attr:`exit_code`. Raises
+        :class:`Timeout` if QEMU still runs (it is left running)."""
+        _call(lib.qm_wait, self._m, _timeout_ms(timeout))
+        return self.exit_code
+
+    @property
+    def is_running(self) -> bool:
+        """Whether QEMU is running."""
+        return bool(lib.qm_is_running(self._m))
+
+    @property
+    def pid(self) -> Optional[int]:
+        """QEMU's process id, or ``None`` when it is not running."""
+        pid = lib.qm_pid(self._m)
+        return None if pid < 0 else pid
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        """How QEMU ended: its exit status (>= 0) or minus the signal that
+        killed it; ``None`` while it runs or if it never ran."""
+        code = c_int()
+        try:
+            _call(lib.qm_exit_code, self._m, byref(code))
+        except StateError:
+            return None
+        return code.value
+
+    @property
+    def log(self) -> Optional[str]:
+        """QEMU's stdout and stderr, so far or of the last run (kept after
+        shutdown until the next launch); ``None`` if never launched."""
+        try:
+            return _call_string(lib.qm_log, self._m)
+        except StateError:
+            return None
+
+    @property
+    def temp_dir(self) -> Optional[str]:
+        """The per-run temporary directory (removed at shutdown) while
+        launched, else ``None``."""
+        try:
+            return _call_string(lib.qm_temp_dir, self._m)
+        except StateError:
+            return None
+
+    @property
+    def command_line(self) -> Optional[List[str]]:
+        """The full command line of the current or last run (wrapper,
+        binary, the library's arguments, yours); ``None`` if never
+        launched."""
+        try:
+            argv: List[str] = _call_json(lib.qm_command_line, self._m)
+        except StateError:
+            return None
+        return argv
+
+    @property
+    def monitor_port(self) -> Optional[int]:
+        """The TCP port of a TCP monitor once launched, else ``None``."""
+        port = c_uint16()
+        try:
+            _call(lib.qm_monitor_port, self._m, byref(port))
+        except StateError:
+            return None
+        return port.value
+
+    @property
+    def events_dropped(self) -> int:
+        """How many events this run dropped because the queue was full."""
+        count = c_uint64()
+        _call(lib.qm_events_dropped, self._m, byref(count))
+        return count.value
+
+    @property
+    def console_dropped(self) -> int:
+        """How many console bytes this run dropped (over 64 MiB unread)."""
+        count = c_uint64()
+        _call(lib.qm_console_dropped, self._m, byref(count))
+        return count.value
+
+    # -- QMP ------------------------------------------------------------------
+
+    def qmp(
+        self,
+        cmd: str,
+        args: Optional[JsonArgs] = None,
+        *,
+        timeout: Seconds = 30.0,
+        **kwargs: Any,
+    ) -> JsonObject:
+        """Run QMP command ``cmd`` and return QEMU's whole reply,
+        ``{"return": ...}`` or ``{"error": {"class": ..., "desc": ...}}``
+        (an error reply is not raised). Arguments come from the ``args``
+        dict and keyword arguments, keys as given (use ``args`` for keys
+        that are not identifiers, such as ``"node-name"``).
+
+        A :class:`Timeout` means the reply did not come in time, not that
+        the command did not run: it is sent at once (with ``timeout`` 0
+        too) and QEMU may still execute it."""
+        reply: JsonObject = _call_json(
+            lib.qm_qmp_cmd,
+            self._m,
+            _text(cmd, "cmd"),
+            _arguments(args, kwargs),
+            _timeout_ms(timeout),
+        )
+        return reply
+
+    def command(
+        self,
+        cmd: str,
+        args: Optional[JsonArgs] = None,
+        *,
+        timeout: Seconds = 30.0,
+        **kwargs: Any,
+    ) -> Any:
+        """Run QMP command ``cmd`` (arguments as :meth:`qmp`) and return the
+        reply's ``return`` value; an error reply raises
+        :class:`CommandError`, with ``qmp_class`` and ``desc``."""
+        return _call_json(
+            lib.qm_command,
+            self._m,
+            _text(cmd, "cmd"),
+            _arguments(args, kwargs),
+            _timeout_ms(timeout),
+        )
+
+    def send_fd(self, fd: FileDescriptor, name: str) -> None:
+        """Pass descriptor ``fd`` (an int or an object with ``fileno()``) to
+        QEMU under ``name`` (QMP ``getfd`` with SCM_RIGHTS); ``fd`` stays
+        ours. Needs a Unix-socket monitor."""
+        _call(lib.qm_send_fd, self._m, _fd(fd, "fd"), _text(name, "name"))
+
+    # -- events ---------------------------------------------------------------
+
+    def event_wait(
+        self,
+        name: Optional[str] = None,
+        match: Optional[JsonArgs] = None,
+        timeout: Seconds = 60.0,
+    ) -> JsonObject:
+        """Remove and return the first queued or future event named ``name``
+        (``None``: any) that matches ``match`` (see :func:`event_match`;
+        ``None``: any). Events that do not match stay queued, in order; on
+        :class:`Timeout` nothing is consumed. Events stay readable after
+        QEMU has exited, until the next launch."""
+        event: JsonObject = _call_json(
+            lib.qm_event_wait,
+            self._m,
+            _optional_text(name, "name"),
+            _json_object(match, "match"),
+            _timeout_ms(timeout),
+        )
+        return event
+
+    def events_wait(
+        self, filters: Iterable[EventFilter], timeout: Seconds = 60.0
+    ) -> JsonObject:
+        """Like :meth:`event_wait`, for the first event passing any of the
+        ``(name, match)`` filters, e.g.
+        ``[("STOP", None), ("SHUTDOWN", {"data": {"guest": True}})]``.
+        An empty list raises :class:`InvalidArgument`."""
+        pairs = []
+        for pair in filters:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(
+                    f"each filter must be a (name, match) pair, not {pair!r}"
+                )
+            name, match = pair
+            if name is not None and not isinstance(name, str):
+                raise TypeError(
+                    f"a filter's name must be a str or None, not {name!r}"
+                )
+            if match is not None and not isinstance(
+                match, collections.abc.Mapping
+            ):
+                raise TypeError(
+                    f"a filter's match must be a dict or None, not {match!r}"
+                )
+            pairs.append([name, None if match is None else dict(match)])
+        if not pairs:
+            # The library would wait the whole timeout for nothing.
+            raise InvalidArgument("events_wait() needs at least one filter")
+        event: JsonObject = _call_json(
+            lib.qm_events_wait,
+            self._m,
+            json.dumps(pairs).encode("utf-8"),
+            _timeout_ms(timeout),
+        )
+        return event
+
+    def event_get(self, timeout: Seconds = 60.0) -> JsonObject:
+        """Remove and return the oldest event, waiting up to ``timeout`` for
+        one."""
+        event: JsonObject = _call_json(
+            lib.qm_event_get, self._m, _timeout_ms(timeout)
+        )
+        return event
+
+    def events_take(self) -> List[JsonObject]:
+        """Remove and return every queued event, oldest first, without
+        waiting (possibly ``[]``)."""
+        events: List[JsonObject] = _call_json(lib.qm_events_take, self._m)
+        return events
+
+    # -- serial console -------------------------------------------------------
+
+    def console_wait(
+        self,
+        success: str,
+        failure: Optional[str] = None,
+        timeout: Seconds = 60.0,
+    ) -> str:
+        """Wait for ``success`` in the console output after the read cursor
+        and return the output up to and including it (the cursor moves past
+        it). Raises :class:`ConsoleFailure` if ``failure`` appears first,
+        :class:`Timeout` (the message holds the output so far; the cursor
+        stays) or :class:`Disconnected` (QEMU is gone)."""
+        return _call_string(
+            lib.qm_console_wait,
+            self._m,
+            _text(success, "success"),
+            _optional_text(failure, "failure"),
+            _timeout_ms(timeout),
+        )
+
+    def console_exec(
+        self,
+        command: str,
+        success: str,
+        failure: Optional[str] = None,
+        timeout: Seconds = 60.0,
+    ) -> str:
+        """Type ``command`` and a carriage return on the console, then wait
+        as :meth:`console_wait`; one timeout covers both. The output
+        includes the echo of the command."""
+        return _call_string(
+            lib.qm_console_exec,
+            self._m,
+            _text(command, "command"),
+            _text(success, "success"),
+            _optional_text(failure, "failure"),
+            _timeout_ms(timeout),
+        )
+
+    def console_write(
+        self, data: Union[bytes, bytearray, memoryview, str]
+    ) -> None:
+        """Send ``data`` (any bytes; a ``str`` is sent as UTF-8) to the
+        console. Nothing is appended: end a command with ``"\\r"``."""
+        if isinstance(data, str):
+            raw = data.encode("utf-8")
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+        else:
+            raise TypeError(
+                f"data must be bytes or str, not {type(data).__name__}"
+            )
+        _call(lib.qm_console_write, self._m, raw, len(raw))
+
+    def console_read(self) -> str:
+        """The console output after the read cursor, without waiting
+        (possibly ``""``); the cursor moves to the end."""
+        return _call_string(lib.qm_console_read, self._m)

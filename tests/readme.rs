@@ -1,0 +1,58 @@
+//! Every code example in README.md is a file that the tests build and run
+//! (C: tests/install.rs; C++: tests/c_api.rs; Rust: here; Python and Go:
+//! their own test suites). This checks that the README shows each of them
+//! verbatim, so the README cannot drift from what is tested.
+
+use std::path::Path;
+use std::process::Command;
+
+const EXAMPLES: &[(&str, &str)] = &[
+    ("c", "examples/readme.c"),
+    ("cpp", "examples/readme.cpp"),
+    ("rust", "examples/rust_api.rs"),
+    ("python", "bindings/python/examples/readme_example.py"),
+    ("go", "bindings/go/examples/readme/main.go"),
+];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn readme_shows_every_example_verbatim() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for (lang, file) in EXAMPLES {
+        let code =
+            std::fs::read_to_string(repo().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let block = format!("```{lang}\n{code}```\n");
+        assert!(
+            readme.contains(&block),
+            "README.md must contain {file} verbatim in a ```{lang} block"
+        );
+    }
+}
+
+#[test]
+fn the_rust_example_runs() {
+    // cargo builds the examples next to the test binaries' directory.
+    let exe = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/rust_api");
+    let out = Command::new(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("\"STOP\"") && text.contains("exited with status 0"),
+        "{text}"
+    );
+}
