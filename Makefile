@@ -4,6 +4,7 @@
 #   make test     the whole test suite: Rust, C (under valgrind when CI is
 #                 set), C++, Python, Go, install
 #   make install  PREFIX=/usr/local (also LIBDIR, INCLUDEDIR, DESTDIR)
+#   make bench    the benchmark table (bench-quick: a few iterations)
 #   make fuzz     10 million fuzz runs per target (fuzz-quick: 30 s each)
 
 CARGO ?= cargo
@@ -17,7 +18,7 @@ GO_ENV := GOCACHE=$(CURDIR)/target/go-cache GOPATH=$(CURDIR)/target/go-path \
 	CGO_LDFLAGS="-L$(CURDIR)/$(RELEASE) -Wl,-rpath,$(CURDIR)/$(RELEASE)"
 
 .PHONY: all build demo test test-rust test-python test-go deps guest install \
-	fuzz fuzz-quick
+	bench bench-quick fuzz fuzz-quick
 
 all: build
 
@@ -58,6 +59,12 @@ PREFIX ?= /usr/local
 install: build
 	PREFIX=$(PREFIX) $(if $(LIBDIR),LIBDIR=$(LIBDIR)) $(if $(INCLUDEDIR),INCLUDEDIR=$(INCLUDEDIR)) \
 		DESTDIR=$(DESTDIR) scripts/install.sh $(RELEASE)
+
+bench: deps build
+	bench/run.sh
+
+bench-quick: deps build
+	bench/run.sh --quick
 
 fuzz:
 	scripts/fuzz.sh -runs=10000000

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""The Python contenders of the benchmark: (c) qemu-machine through its
+Python binding, (d) qemu.qmp's legacy.QEMUMonitorProtocol over a socketpair
+(how QEMU's own QEMUMachine uses it).
+
+Usage: py_contenders.py qemu-machine|qemu.qmp METRIC N
+Prints {"samples_us": [...], "peak_rss_kib": N, "threads_per_vm": X}, the
+same report and the same metrics as the C contenders (bench/bench.h).
+"""
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+BASE_ARGS = ["-display", "none", "-vga", "none", "-nodefaults", "-machine", "none",
+             "-accel", "tcg"]
+
+
+class QemuMachineDriver:
+    """qemu-machine through its Python binding."""
+
+    def __init__(self):
+        sys.path.insert(0, os.path.join(TOP, "bindings", "python"))
+        from qemu_machine import Machine  # pylint: disable=import-outside-toplevel
+        self.machine = Machine
+
+    def launch(self):
+        vm = self.machine(QEMU, ["-nodefaults", "-accel", "tcg"], machine_type="none")
+        vm.launch()
+        return vm
+
+    @staticmethod
+    def command(vm, cmd):
+        return vm.command(cmd, timeout=30)
+
+    @staticmethod
+    def event_wait(vm, name):
+        vm.event_wait(name, timeout=30)
+
+    @staticmethod
+    def shutdown(vm):
+        vm.shutdown(timeout=30)
+        vm.close()
+
+
+class QemuQmpDriver:
+    """qemu.qmp's synchronous legacy client, QEMU started with a socketpair
+    as QEMUMachine does."""
+
+    def __init__(self):
+        from qemu.qmp.legacy import QEMUMonitorProtocol  # pylint: disable=import-outside-toplevel
+        self.protocol = QEMUMonitorProtocol
+
+    def launch(self):
+        ours, theirs = socket.socketpair()
+        proc = subprocess.Popen(
+            [QEMU] + BASE_ARGS + ["-chardev", f"socket,id=mon,fd={theirs.fileno()}",
+                                  "-mon", "chardev=mon,mode=control"],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        theirs.close()
+        qmp = self.protocol(ours)
+        qmp.connect(negotiate=True)
+        return proc, qmp
+
+    @staticmethod
+    def command(vm, cmd):
+        return vm[1].cmd(cmd)
+
+    @staticmethod
+    def event_wait(vm, name):
+        while vm[1].pull_event(wait=30.0)["event"] != name:
+            pass
+
+    @staticmethod
+    def shutdown(vm):
+        proc, qmp = vm
+        try:
+            qmp.cmd("quit")
+        except EOFError:
+            # QEMU may close the connection before qemu.qmp has read the
+            # reply; QEMUMachine tolerates this the same way.
+            pass
+        try:
+            qmp.close()
+        except EOFError:
+            pass
+        proc.wait(timeout=30)
+
+
+def now_us():
+    return time.monotonic_ns() / 1000.0
+
+
+def threads_now():
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return -1
+
+
+def metric_cycle(d, n):
+    samples = []
+    for _ in range(n):
+        t = now_us()
+        d.shutdown(d.launch())
+        samples.append(now_us() - t)
+    return samples, 0.0
+
+
+def metric_rtt(d, n):
+    vm = d.launch()
+    for _ in range(200):
+        d.command(vm, "query-status")
+    samples = []
+    for _ in range(n):
+        t = now_us()
+        d.command(vm, "query-status")
+        samples.append(now_us() - t)
+    d.shutdown(vm)
+    return samples, 0.0
+
+
+def metric_schema(d, n):
+    vm = d.launch()
+    samples = []
+    for i in range(n + 2):
+        t = now_us()
+        schema = d.command(vm, "query-qmp-schema")  # parsed JSON
+        if len(schema) < 100:
+            raise RuntimeError("query-qmp-schema is too short")
+        if i >= 2:
+            samples.append(now_us() - t)
+    d.shutdown(vm)
+    return samples, 0.0
+
+
+def metric_stop(d, n):
+    vm = d.launch()
+    samples = []
+    for i in range(n + 5):
+        t = now_us()
+        d.command(vm, "stop")
+        d.event_wait(vm, "STOP")
+        if i >= 5:
+            samples.append(now_us() - t)
+        d.command(vm, "cont")
+        d.event_wait(vm, "RESUME")
+    d.shutdown(vm)
+    return samples, 0.0
+
+
+def run_threads(count, target):
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def metric_vm16(d, n):
+    def one(_):
+        vm = d.launch()
+        for _ in range(100):
+            d.command(vm, "query-status")
+        d.shutdown(vm)
+
+    samples = []
+    for _ in range(n):
+        t = now_us()
+        run_threads(16, one)
+        samples.append(now_us() - t)
+    return samples, 0.0
+
+
+def metric_vm64(d, n):
+    vms, workers = 64, 8
+    samples, per_vm = [], 0.0
+    for _ in range(n):
+        up = [None] * vms
+        before = threads_now()
+        t = now_us()
+
+        def launch_some(w):
+            for i in range(w, vms, workers):
+                up[i] = d.launch()
+
+        def shutdown_some(w):
+            for i in range(w, vms, workers):
+                d.shutdown(up[i])
+
+        run_threads(workers, launch_some)
+        per_vm = (threads_now() - before) / vms
+        for vm in up:
+            d.command(vm, "query-status")
+        run_threads(workers, shutdown_some)
+        samples.append(now_us() - t)
+    return samples, per_vm
+
+
+METRICS = {
+    "cycle": metric_cycle,
+    "rtt": metric_rtt,
+    "schema": metric_schema,
+    "stop": metric_stop,
+    "vm16": metric_vm16,
+    "vm64": metric_vm64,
+}
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[2] not in METRICS:
+        sys.exit(__doc__)
+    driver = {"qemu-machine": QemuMachineDriver, "qemu.qmp": QemuQmpDriver}[sys.argv[1]]()
+    samples, per_vm = METRICS[sys.argv[2]](driver, int(sys.argv[3]))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"samples_us": samples, "peak_rss_kib": rss, "threads_per_vm": per_vm}))
+
+
+if __name__ == "__main__":
+    main()
