@@ -1,15 +1,23 @@
-//! A QMP client connection: greeting and capabilities negotiation, then a
-//! reader thread that owns the read side. Replies are routed to the caller
-//! that sent the command by the `id` the library adds; events go to a FIFO
-//! queue; EOF or a protocol error becomes a sticky state that wakes every
-//! waiter.
+//! A QMP client connection: greeting and capabilities negotiation, then
+//! commands matched to their replies by the `id` the library adds, events
+//! in a FIFO queue, and EOF or a protocol error as a sticky state that
+//! wakes every waiter.
+//!
+//! There is no reader thread. A caller that waits (for its reply, an event,
+//! the connection to close) and finds nobody reading becomes the *leader*:
+//! it reads the socket itself, routing every message it meets — other
+//! callers' replies, events — until its own condition holds, then hands
+//! the read side on. Callers that find a leader wait on a condition
+//! variable as *followers*. A lone caller therefore gets its reply without
+//! any thread wake-up (the cost a reader thread adds to every command), and
+//! a machine costs no thread at all. EOF is seen by whoever reads next;
+//! followers wake on it.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -21,7 +29,6 @@ use crate::qmp::events::EventQueue;
 use crate::qmp::framing::{parse_message, snippet, LineBuffer, Message};
 use crate::qmp::trace::Trace;
 use crate::socket::{Received, Socket};
-use crate::threads;
 
 /// Why the connection can no longer be used.
 #[derive(Debug, Clone)]
@@ -60,40 +67,26 @@ struct State {
     /// Replies nobody was waiting for (late replies to timed-out commands,
     /// unknown ids): dropped, as the QMP specification asks, and counted.
     stray_replies: u64,
+    /// A leader holds the read side.
+    reading: bool,
 }
 
-#[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    wake: Condvar,
-    /// Where every line sent and received is logged, if anywhere.
-    trace: Mutex<Option<Arc<Trace>>>,
-}
-
-impl Shared {
-    fn trace(&self) -> Option<Arc<Trace>> {
-        self.trace.lock().clone()
-    }
-
-    fn close(&self, reason: Closed) {
-        let mut st = self.state.lock();
-        if st.closed.is_none() {
-            st.closed = Some(reason);
+impl State {
+    fn close(&mut self, reason: Closed) {
+        if self.closed.is_none() {
+            self.closed = Some(reason);
         }
-        drop(st);
-        self.wake.notify_all();
     }
 
     /// Route one message. `Err` ends the connection.
-    fn dispatch(&self, msg: Message) -> Result<(), Closed> {
-        let mut st = self.state.lock();
+    fn dispatch(&mut self, msg: Message) -> Result<(), Closed> {
         match msg {
-            Message::Event(ev) => st.events.push(ev),
+            Message::Event(ev) => self.events.push(ev),
             Message::Reply { id, body } => {
                 let slot = id
                     .as_ref()
                     .and_then(Value::as_u64)
-                    .and_then(|id| st.replies.get_mut(&id));
+                    .and_then(|id| self.replies.get_mut(&id));
                 match slot {
                     Some(slot) => *slot = Some(body),
                     None if id.is_none() && body.get("error").is_some() => {
@@ -104,17 +97,31 @@ impl Shared {
                             "QEMU sent an error without an id: {body}"
                         )));
                     }
-                    None => st.stray_replies += 1,
+                    None => self.stray_replies += 1,
                 }
             }
             Message::Greeting(g) => {
                 return Err(Closed::Protocol(format!("unexpected second greeting: {g}")))
             }
         }
-        drop(st);
-        self.wake.notify_all();
         Ok(())
     }
+}
+
+/// The read side: held by the leader only.
+#[derive(Debug)]
+struct ReadSide {
+    /// `None` once the connection is closed.
+    socket: Option<Arc<Socket>>,
+    buf: LineBuffer,
+}
+
+/// What a leader's read turn ended with.
+enum Turn<T> {
+    /// The caller's condition holds.
+    Done(T),
+    /// The deadline passed.
+    TimedOut,
 }
 
 /// Settings for a new connection.
@@ -130,15 +137,20 @@ pub(crate) struct QmpConnection {
     /// `None` once closed: the descriptor is released at close, while the
     /// events stay readable. Writers hold a clone for the duration of a send.
     socket: Mutex<Option<Arc<Socket>>>,
-    shared: Arc<Shared>,
+    state: Mutex<State>,
+    /// Signalled when the state changes: a message was routed, the
+    /// connection closed, or the leader handed the read side on.
+    wake: Condvar,
+    read_side: Mutex<ReadSide>,
     write_lock: Mutex<()>,
-    reader: Mutex<Option<JoinHandle<()>>>,
+    /// Where every line sent and received is logged, if anywhere.
+    trace: Mutex<Option<Arc<Trace>>>,
     greeting: Value,
     next_id: AtomicU64,
 }
 
 impl QmpConnection {
-    /// Read the greeting, negotiate capabilities, start the reader thread.
+    /// Read the greeting and negotiate capabilities.
     /// `watch` (QEMU's pidfd) ends the wait early if QEMU exits.
     pub(crate) fn handshake(
         socket: Socket,
@@ -205,27 +217,22 @@ impl QmpConnection {
         }
 
         let socket = Arc::new(socket);
-        let shared = Arc::new(Shared {
+        Ok(QmpConnection {
+            socket: Mutex::new(Some(Arc::clone(&socket))),
             state: Mutex::new(State {
                 events,
                 replies: HashMap::new(),
                 closed: None,
                 stray_replies: 0,
+                reading: false,
             }),
             wake: Condvar::new(),
-            trace: Mutex::new(options.trace.clone()),
-        });
-        let reader = {
-            let socket = Arc::clone(&socket);
-            let shared = Arc::clone(&shared);
-            threads::spawn("qmp-reader", move || reader_main(&socket, &shared, buf))
-                .map_err(|e| Error::io("cannot start the QMP reader thread", e))?
-        };
-        Ok(QmpConnection {
-            socket: Mutex::new(Some(socket)),
-            shared,
+            read_side: Mutex::new(ReadSide {
+                socket: Some(socket),
+                buf,
+            }),
             write_lock: Mutex::new(()),
-            reader: Mutex::new(Some(reader)),
+            trace: Mutex::new(options.trace.clone()),
             greeting,
             next_id: AtomicU64::new(1),
         })
@@ -270,35 +277,154 @@ impl QmpConnection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let line = encode_command(cmd, args, id);
         {
-            let mut st = self.shared.state.lock();
+            let mut st = self.state.lock();
             if let Some(closed) = &st.closed {
                 return Err(closed.error());
             }
             st.replies.insert(id, None);
         }
         if let Err(e) = self.send_line(&line, cmd, fd, deadline) {
-            self.shared.state.lock().replies.remove(&id);
+            self.state.lock().replies.remove(&id);
             return Err(e);
         }
-        let mut st = self.shared.state.lock();
-        let mut timed_out = false;
-        loop {
-            if matches!(st.replies.get(&id), Some(Some(_))) {
-                return Ok(st.replies.remove(&id).flatten().expect("reply present"));
-            }
-            if let Some(closed) = &st.closed {
-                let err = closed.error();
-                st.replies.remove(&id);
-                return Err(err);
-            }
-            if timed_out {
-                st.replies.remove(&id);
-                return Err(Error::Timeout(format!(
+        let reply = self.wait_for(deadline, |st| match st.replies.get(&id) {
+            Some(Some(_)) => st.replies.remove(&id).flatten(),
+            _ => None,
+        });
+        match reply {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => {
+                self.state.lock().replies.remove(&id);
+                Err(Error::Timeout(format!(
                     "no reply to '{cmd}' {}",
                     deadline.describe()
-                )));
+                )))
             }
-            timed_out = !deadline.wait(&self.shared.wake, &mut st);
+            Err(e) => {
+                self.state.lock().replies.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Wait until `check` yields a value (`Ok(Some)`), the deadline passes
+    /// (`Ok(None)`), or the connection is closed and `check` still yields
+    /// nothing (`Err`). `check` runs with the state locked, first on what
+    /// is already there, then after every message routed. The caller reads
+    /// the socket itself when nobody else is.
+    fn wait_for<T>(
+        &self,
+        deadline: Deadline,
+        mut check: impl FnMut(&mut State) -> Option<T>,
+    ) -> Result<Option<T>> {
+        let mut st = self.state.lock();
+        let mut timed_out = false;
+        loop {
+            if let Some(v) = check(&mut st) {
+                return Ok(Some(v));
+            }
+            if let Some(closed) = &st.closed {
+                return Err(closed.error());
+            }
+            if timed_out {
+                return Ok(None);
+            }
+            if st.reading {
+                timed_out = !deadline.wait(&self.wake, &mut st);
+                continue;
+            }
+            // Lead: read until our condition holds, then hand on.
+            st.reading = true;
+            drop(st);
+            let turn = self.lead(deadline, &mut check);
+            st = self.state.lock();
+            st.reading = false;
+            self.wake.notify_all();
+            match turn {
+                Turn::Done(v) => return Ok(Some(v)),
+                Turn::TimedOut => timed_out = true,
+            }
+        }
+    }
+
+    /// The leader's turn: read and route messages until `check` yields, the
+    /// connection closes (recorded in the state; the caller's loop reports
+    /// it) or the deadline passes.
+    fn lead<T>(
+        &self,
+        deadline: Deadline,
+        check: &mut impl FnMut(&mut State) -> Option<T>,
+    ) -> Turn<T> {
+        let mut rs = self.read_side.lock();
+        let rs = &mut *rs;
+        let trace = self.trace.lock().clone();
+        loop {
+            // Route every complete line, then look at the result once.
+            let mut st = self.state.lock();
+            let mut routed = false;
+            let failure = loop {
+                match rs.buf.next_line() {
+                    Ok(Some(line)) => {
+                        if let Some(t) = &trace {
+                            t.received(line);
+                        }
+                        match parse_message(line) {
+                            Ok(None) => {}
+                            Ok(Some(msg)) => {
+                                routed = true;
+                                if let Err(reason) = st.dispatch(msg) {
+                                    break Some(reason);
+                                }
+                            }
+                            Err(detail) => break Some(Closed::Protocol(detail)),
+                        }
+                    }
+                    Ok(None) => break None,
+                    Err(e) => {
+                        break Some(Closed::Protocol(format!(
+                            "line longer than {} bytes: {}",
+                            e.limit,
+                            snippet(&e.head)
+                        )))
+                    }
+                }
+            };
+            if let Some(reason) = failure {
+                st.close(reason);
+            }
+            if routed {
+                // Followers may be waiting for what was just routed.
+                self.wake.notify_all();
+            }
+            if let Some(v) = check(&mut st) {
+                return Turn::Done(v);
+            }
+            if st.closed.is_some() {
+                // The caller's loop reports it.
+                return Turn::TimedOut;
+            }
+            drop(st);
+            let Some(socket) = rs.socket.clone() else {
+                self.state.lock().close(Closed::Local);
+                return Turn::TimedOut;
+            };
+            let closed = match socket.recv(rs.buf.spare(), deadline, None) {
+                Ok(Received::Data(n)) => {
+                    rs.buf.commit(n);
+                    continue;
+                }
+                Ok(Received::Timeout) | Ok(Received::WatchFired) => return Turn::TimedOut,
+                Ok(Received::Eof) if rs.buf.partial().is_empty() => {
+                    Closed::ByPeer("QEMU closed the QMP connection".into())
+                }
+                Ok(Received::Eof) => Closed::ByPeer(format!(
+                    "QEMU closed the QMP connection in the middle of a message: {}",
+                    snippet(rs.buf.partial())
+                )),
+                Err(e) => Closed::Failed(e.to_string()),
+            };
+            self.state.lock().close(closed);
+            self.wake.notify_all();
         }
     }
 
@@ -315,7 +441,7 @@ impl QmpConnection {
             .clone()
             .ok_or_else(|| Closed::Local.error())?;
         let _w = self.write_lock.lock();
-        if let Some(trace) = self.shared.trace() {
+        if let Some(trace) = self.trace.lock().clone() {
             trace.sent(line);
             if let Some(fd) = fd {
                 trace.note(&format!(
@@ -334,7 +460,7 @@ impl QmpConnection {
                 if partial.sent > 0 {
                     // Half a command is in the stream: nothing sent after it
                     // could be parsed by QEMU any more.
-                    self.shared.close(Closed::Failed(format!(
+                    self.state.lock().close(Closed::Failed(format!(
                         "'{cmd}' was only partly written ({} of {} bytes): {}",
                         partial.sent,
                         line.len(),
@@ -354,92 +480,86 @@ impl QmpConnection {
         deadline: Deadline,
         describe: impl FnOnce() -> String,
     ) -> Result<Value> {
-        let mut st = self.shared.state.lock();
         let mut resume = 0;
-        let mut timed_out = false;
-        loop {
-            match st.events.take_first(resume, &filter) {
-                Ok(ev) => return Ok(ev),
-                Err(next) => resume = next,
+        let found = self.wait_for(deadline, |st| match st.events.take_first(resume, &filter) {
+            Ok(ev) => Some(ev),
+            Err(next) => {
+                resume = next;
+                None
             }
-            if let Some(closed) = &st.closed {
-                return Err(closed.error());
-            }
-            if timed_out {
-                let queued = st.events.len();
-                let dropped = st.events.dropped();
-                let mut msg = format!("no {} {}", describe(), deadline.describe());
-                match queued {
-                    0 => {}
-                    1 => msg.push_str(" (1 other event is queued)"),
-                    n => msg.push_str(&format!(" ({n} other events are queued)")),
-                }
-                if dropped > 0 {
-                    msg.push_str(&format!(
-                        "; {dropped} event(s) were dropped because the event queue was full"
-                    ));
-                }
-                return Err(Error::Timeout(msg));
-            }
-            timed_out = !deadline.wait(&self.shared.wake, &mut st);
+        })?;
+        if let Some(ev) = found {
+            return Ok(ev);
         }
+        let st = self.state.lock();
+        let mut msg = format!("no {} {}", describe(), deadline.describe());
+        match st.events.len() {
+            0 => {}
+            1 => msg.push_str(" (1 other event is queued)"),
+            n => msg.push_str(&format!(" ({n} other events are queued)")),
+        }
+        let dropped = st.events.dropped();
+        if dropped > 0 {
+            msg.push_str(&format!(
+                "; {dropped} event(s) were dropped because the event queue was full"
+            ));
+        }
+        Err(Error::Timeout(msg))
     }
 
     /// Start (or stop, with `None`) tracing this connection's traffic.
     pub(crate) fn set_trace(&self, trace: Option<Arc<Trace>>) {
-        *self.shared.trace.lock() = trace;
+        *self.trace.lock() = trace;
     }
 
-    /// Wait until the connection is closed (QEMU exited or closed it).
-    /// `false` if it is still open at the deadline.
+    /// Wait until the connection is closed (QEMU exited or closed it),
+    /// routing what arrives meanwhile. `false` if it is still open at the
+    /// deadline.
     pub(crate) fn wait_closed(&self, deadline: Deadline) -> bool {
-        let mut st = self.shared.state.lock();
-        loop {
-            if st.closed.is_some() {
-                return true;
-            }
-            if !deadline.wait(&self.shared.wake, &mut st) {
-                return st.closed.is_some();
-            }
-        }
+        !matches!(
+            self.wait_for(deadline, |st| st.closed.is_some().then_some(())),
+            Ok(None)
+        )
     }
 
-    /// Whether the connection is still open.
+    /// Whether the connection is still open. Reads what has arrived (without
+    /// waiting), so that a peer that has gone is noticed.
     pub(crate) fn is_open(&self) -> bool {
-        self.shared.state.lock().closed.is_none()
+        !self.wait_closed(Deadline::after(Some(Duration::ZERO)))
     }
 
-    /// All queued events, oldest first; the queue is left empty.
+    /// All queued events, oldest first, including those already received
+    /// but not yet read; the queue is left empty.
     pub(crate) fn take_events(&self) -> Vec<Value> {
-        self.shared.state.lock().events.take_all()
+        let _ = self.wait_for(Deadline::after(Some(Duration::ZERO)), |_| None::<()>);
+        self.state.lock().events.take_all()
     }
 
     pub(crate) fn events_dropped(&self) -> u64 {
-        self.shared.state.lock().events.dropped()
+        self.state.lock().events.dropped()
     }
 
     pub(crate) fn stray_replies(&self) -> u64 {
-        self.shared.state.lock().stray_replies
+        self.state.lock().stray_replies
     }
 
-    /// Close the connection and stop the reader thread. Queued events stay
-    /// readable; every waiter wakes up. Idempotent. Events QEMU sent before
-    /// closing its end are collected first: the reader gets up to `grace`
-    /// to reach EOF on its own.
+    /// Close the connection. Queued events stay readable; every waiter
+    /// wakes up; the descriptor is released. Idempotent. Events QEMU sent
+    /// before closing its end are collected first: up to `grace` is spent
+    /// reading them until EOF.
     pub(crate) fn close(&self, grace: Duration) {
-        {
-            let deadline = Deadline::after(Some(grace));
-            let mut st = self.shared.state.lock();
-            while st.closed.is_none() && deadline.wait(&self.shared.wake, &mut st) {}
-        }
-        self.shared.close(Closed::Local);
+        self.wait_closed(Deadline::after(Some(grace)));
+        self.state.lock().close(Closed::Local);
         let socket = self.socket.lock().take();
         if let Some(socket) = &socket {
+            // Wakes a leader blocked in a read: it sees EOF at once.
             socket.shutdown();
         }
-        if let Some(handle) = self.reader.lock().take() {
-            let _ = handle.join();
-        }
+        self.wake.notify_all();
+        let mut rs = self.read_side.lock();
+        rs.socket = None;
+        rs.buf = LineBuffer::default();
+        drop(rs);
         // The descriptor closes here, or when the last in-flight writer
         // (woken by the shutdown) lets go of it.
         drop(socket);
@@ -484,7 +604,7 @@ fn check_greeting(greeting: &Value) -> Result<()> {
     }
 }
 
-/// Read the next message during negotiation (before the reader thread).
+/// Read the next message during negotiation.
 fn read_message(
     socket: &Socket,
     buf: &mut LineBuffer,
@@ -539,51 +659,4 @@ fn read_message(
             Err(e) => return Err(Error::io(format!("reading the {what}"), e)),
         }
     }
-}
-
-fn reader_main(socket: &Socket, shared: &Shared, mut buf: LineBuffer) {
-    let reason = 'read: loop {
-        loop {
-            let line = match buf.next_line() {
-                Ok(Some(line)) => {
-                    if let Some(trace) = shared.trace() {
-                        trace.received(line);
-                    }
-                    line
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    break 'read Closed::Protocol(format!(
-                        "line longer than {} bytes: {}",
-                        e.limit,
-                        snippet(&e.head)
-                    ))
-                }
-            };
-            match parse_message(line) {
-                Ok(None) => {}
-                Ok(Some(msg)) => {
-                    if let Err(reason) = shared.dispatch(msg) {
-                        break 'read reason;
-                    }
-                }
-                Err(detail) => break 'read Closed::Protocol(detail),
-            }
-        }
-        match socket.recv(buf.spare(), Deadline::never(), None) {
-            Ok(Received::Data(n)) => buf.commit(n),
-            Ok(Received::Eof) if buf.partial().is_empty() => {
-                break Closed::ByPeer("QEMU closed the QMP connection".into())
-            }
-            Ok(Received::Eof) => {
-                break Closed::ByPeer(format!(
-                    "QEMU closed the QMP connection in the middle of a message: {}",
-                    snippet(buf.partial())
-                ))
-            }
-            Ok(Received::Timeout) | Ok(Received::WatchFired) => continue,
-            Err(e) => break Closed::Failed(e.to_string()),
-        }
-    };
-    shared.close(reason);
 }
