@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 /* One QEMU as a contender drives it. */
@@ -58,26 +57,28 @@ static double now_us(void) {
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-static long threads_now(void) {
+/* A numeric field of /proc/self/status ("Threads:", "VmHWM:"). */
+static long status_field(const char *name) {
     char line[256];
-    long n = -1;
+    long value = -1;
+    size_t len = strlen(name);
     FILE *f = fopen("/proc/self/status", "r");
     while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, "Threads:", 8) == 0) {
-            n = strtol(line + 8, NULL, 10);
+        if (strncmp(line, name, len) == 0) {
+            value = strtol(line + len, NULL, 10);
         }
     }
     if (f != NULL) {
         fclose(f);
     }
-    return n;
+    return value;
 }
 
-static long peak_rss_kib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss;
-}
+static long threads_now(void) { return status_field("Threads:"); }
+
+/* Peak RSS of this program (VmHWM). Not getrusage's ru_maxrss: exec keeps
+ * the maximum of the image it replaced, here the Python driver. */
+static long peak_rss_kib(void) { return status_field("VmHWM:"); }
 
 static void report(const double *samples, int n, double threads_per_vm) {
     int i;

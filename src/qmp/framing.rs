@@ -9,7 +9,10 @@ use serde_json::{Map, Value};
 /// (large `query-*` results, screendumps as base64) run to tens of MiB.
 pub const MAX_LINE: usize = 256 << 20;
 
-const MIN_READ: usize = 64 << 10;
+/// Free space guaranteed for each read. Small, because every connection
+/// has a buffer and most messages are a few hundred bytes; the buffer
+/// doubles as large messages need.
+const MIN_READ: usize = 4 << 10;
 /// After a huge line the buffer is given back once it drains.
 const SHRINK_ABOVE: usize = 1 << 20;
 
@@ -59,7 +62,7 @@ impl LineBuffer {
         self.commit(data.len());
     }
 
-    /// Free space to read into (at least 64 KiB); call
+    /// Free space to read into (at least 4 KiB); call
     /// [`LineBuffer::commit`] with the number of bytes written.
     pub fn spare(&mut self) -> &mut [u8] {
         self.reserve(MIN_READ);
