@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::deadline::Deadline;
-use crate::socket::wait_ready;
+use crate::socket::poll_one;
 use crate::threads;
 
 /// How a QEMU process ended.
@@ -277,7 +277,7 @@ impl QemuProcess {
                 Some(fd) => {
                     // Readable once the process has exited; errors fall back
                     // to the retry loop.
-                    let _ = wait_ready(fd.as_fd(), libc::POLLIN, None, deadline);
+                    let _ = poll_one(fd.as_fd(), libc::POLLIN, None, deadline);
                 }
                 None => {
                     let nap = deadline.remaining().map_or(backoff, |r| r.min(backoff));

@@ -135,19 +135,23 @@ impl Socket {
                 *sent = n as usize;
                 return Ok(());
             }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => {
-                    if !wait_ready(self.fd.as_fd(), libc::POLLOUT, None, deadline)? {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "timed out waiting to write (peer not reading)",
-                        ));
-                    }
-                }
-                _ => return Err(err),
-            }
+            self.before_retrying_send(io::Error::last_os_error(), deadline)?;
+        }
+    }
+
+    /// After a failed send: `Ok` to try again (interrupted, or writable
+    /// again), else the error to give up with.
+    fn before_retrying_send(&self, err: io::Error, deadline: Deadline) -> io::Result<()> {
+        match err.raw_os_error() {
+            Some(libc::EINTR) => Ok(()),
+            Some(libc::EAGAIN) => match poll_one(self.fd.as_fd(), libc::POLLOUT, None, deadline)? {
+                Ready::Timeout => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "timed out waiting to write (peer not reading)",
+                )),
+                Ready::Fd | Ready::Watch => Ok(()),
+            },
+            _ => Err(err),
         }
     }
 
@@ -167,19 +171,7 @@ impl Socket {
                 *sent += n as usize;
                 continue;
             }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => {
-                    if !wait_ready(self.fd.as_fd(), libc::POLLOUT, None, deadline)? {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "timed out waiting to write (peer not reading)",
-                        ));
-                    }
-                }
-                _ => return Err(err),
-            }
+            self.before_retrying_send(io::Error::last_os_error(), deadline)?;
         }
         Ok(())
     }
@@ -216,8 +208,8 @@ impl Socket {
                 // for the reader that is the same as an orderly close.
                 Some(libc::ECONNRESET) => return Ok(Received::Eof),
                 Some(libc::EAGAIN) => {
-                    match wait_readable_or_watch(self.fd.as_fd(), watch, deadline)? {
-                        Ready::Socket => continue,
+                    match poll_one(self.fd.as_fd(), libc::POLLIN, watch, deadline)? {
+                        Ready::Fd => continue,
                         Ready::Watch => return Ok(Received::WatchFired),
                         Ready::Timeout => return Ok(Received::Timeout),
                     }
@@ -254,50 +246,25 @@ impl AsFd for Socket {
     }
 }
 
-enum Ready {
-    Socket,
+/// What [`poll_one`] saw first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// The descriptor is ready (or has an error or hangup to report).
+    Fd,
+    /// The watched descriptor became readable (QEMU exited).
     Watch,
     Timeout,
 }
 
-fn wait_readable_or_watch(
-    fd: BorrowedFd<'_>,
-    watch: Option<BorrowedFd<'_>>,
-    deadline: Deadline,
-) -> io::Result<Ready> {
-    let mut fds = [
-        libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: watch.map_or(-1, |w| w.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let count = if watch.is_some() { 2 } else { 1 };
-    if !poll(&mut fds[..count], deadline)? {
-        return Ok(Ready::Timeout);
-    }
-    // Data (or EOF/error) on the socket wins over the watch: output written
-    // just before QEMU exited must still be read.
-    if fds[0].revents != 0 {
-        Ok(Ready::Socket)
-    } else {
-        Ok(Ready::Watch)
-    }
-}
-
-/// Wait until `fd` reports `events` (or an error/hangup). `Ok(false)` on
-/// timeout.
-pub(crate) fn wait_ready(
+/// Wait until `fd` reports `events`, or `watch` (if any) becomes readable,
+/// or the deadline passes. The descriptor wins a tie: data written just
+/// before QEMU exited must still be read.
+pub(crate) fn poll_one(
     fd: BorrowedFd<'_>,
     events: libc::c_short,
     watch: Option<BorrowedFd<'_>>,
     deadline: Deadline,
-) -> io::Result<bool> {
+) -> io::Result<Ready> {
     let mut fds = [
         libc::pollfd {
             fd: fd.as_raw_fd(),
@@ -311,12 +278,18 @@ pub(crate) fn wait_ready(
         },
     ];
     let count = if watch.is_some() { 2 } else { 1 };
-    poll(&mut fds[..count], deadline)
+    if !poll(&mut fds[..count], deadline)? {
+        Ok(Ready::Timeout)
+    } else if fds[0].revents != 0 {
+        Ok(Ready::Fd)
+    } else {
+        Ok(Ready::Watch)
+    }
 }
 
 /// `ppoll` until something is ready or the deadline passes, restarting on
 /// `EINTR` with the remaining time. `Ok(false)` on timeout.
-pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Deadline) -> io::Result<bool> {
+fn poll(fds: &mut [libc::pollfd], deadline: Deadline) -> io::Result<bool> {
     loop {
         let ts = deadline.timespec();
         let ts_ptr = ts

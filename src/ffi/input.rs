@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::status::{QM_TIMEOUT_FOREVER, QM_TIMEOUT_MAX_MS};
 use crate::error::{Error, Result};
+use crate::qmp::framing::json_kind;
 
 /// A required NUL-terminated UTF-8 string.
 pub(crate) fn required_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
@@ -60,7 +61,7 @@ pub(crate) fn optional_object(p: *const c_char, name: &str) -> Result<Option<Val
     if !value.is_object() {
         return Err(Error::invalid(format!(
             "`{name}` must be a JSON object, got {}",
-            kind(&value)
+            json_kind(&value)
         )));
     }
     Ok(Some(value))
@@ -70,18 +71,6 @@ pub(crate) fn optional_object(p: *const c_char, name: &str) -> Result<Option<Val
 pub(crate) fn parse_json(text: &str, name: &str) -> Result<Value> {
     serde_json::from_str(text)
         .map_err(|e| Error::invalid(format!("`{name}` is not valid JSON: {e}")))
-}
-
-/// What kind of JSON value this is, for messages.
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A `timeout_ms` argument: -1 forever, 0 poll, up to QM_TIMEOUT_MAX_MS.

@@ -8,13 +8,14 @@ use serde_json::Value;
 use super::boundary::status_call;
 use super::error::qm_error;
 use super::input::{
-    borrowed_fd, kind, non_empty_str, optional_non_empty_str, optional_object, parse_json, put,
-    put_json, required_str, timeout,
+    borrowed_fd, non_empty_str, optional_non_empty_str, optional_object, parse_json, put, put_json,
+    required_str, timeout,
 };
 use super::machine::{enter, qm_machine};
 use super::status::qm_status;
 use crate::error::{Error, Result};
 use crate::qmp::events::{event_match, EventFilter};
+use crate::qmp::framing::json_kind;
 
 /// How long qm_send_fd() waits for QEMU's reply to `getfd`.
 const SEND_FD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -252,7 +253,7 @@ fn parse_filters(text: &str) -> Result<Vec<EventFilter>> {
         other => {
             return Err(Error::invalid(format!(
                 "`filters_json` must be a JSON array of [name, match] pairs, got {}",
-                kind(&other)
+                json_kind(&other)
             )))
         }
     };

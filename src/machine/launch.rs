@@ -17,7 +17,7 @@ use crate::console::Console;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::process::QemuProcess;
-use crate::socket::{poll, Socket};
+use crate::socket::{poll_one, Ready, Socket};
 
 /// Serial ports before the console (`-serial null` each); QEMU has 4.
 const MAX_CONSOLE_INDEX: u32 = 64;
@@ -217,27 +217,16 @@ impl Listener {
         };
         loop {
             let exit_fd = process.exit_fd();
-            let mut fds = [
-                libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: exit_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
             // Without a pidfd, wake up now and then to check on QEMU.
             let slice = if exit_fd.is_some() {
                 deadline
             } else {
                 deadline.capped(EXIT_CHECK_INTERVAL)
             };
-            let ready = poll(&mut fds, slice)
+            let watch = exit_fd.as_deref().map(AsFd::as_fd);
+            let ready = poll_one(fd, libc::POLLIN, watch, slice)
                 .map_err(|e| Error::io("waiting for QEMU to connect to QMP", e))?;
-            if ready && fds[0].revents != 0 {
+            if ready == Ready::Fd {
                 return self.accept_now();
             }
             if process.try_wait().is_some() {

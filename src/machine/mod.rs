@@ -209,43 +209,31 @@ impl Machine {
             })?)),
             None => None,
         };
-        let Prepared {
-            temp_dir,
-            log_path,
-            log_file,
-            argv,
-            qmp,
-            transport,
-            monitor_port,
-            remove_on_finish,
-            console,
-            qemu_ends,
-            inherit,
-        } = Prepared::new(&config, self.id).map_err(fail_early)?;
+        let prepared = Prepared::new(&config, self.id).map_err(fail_early)?;
         let spawned = QemuProcess::spawn(&SpawnSpec {
-            argv: &argv,
-            output: &log_file,
-            inherit: &inherit,
+            argv: &prepared.argv,
+            output: &prepared.log_file,
+            inherit: &prepared.inherit,
         });
         // Our copies of QEMU's socketpair ends must go now, or QEMU's exit
         // would not show up as EOF on our side.
-        drop(qemu_ends);
-        drop(log_file);
+        drop(prepared.qemu_ends);
+        drop(prepared.log_file);
         let (process, spawn_error) = match spawned {
             Ok(process) => (Some(process), None),
             Err(e) => (None, Some(e)),
         };
         let run = Arc::new(Run {
-            command_line: argv,
+            command_line: prepared.argv,
             process,
             qmp: OnceLock::new(),
             qmp_enabled: config.qmp_enabled,
-            transport,
-            monitor_port,
-            console,
-            temp_dir: Mutex::new(Some(temp_dir)),
-            remove_on_finish,
-            log_path: Some(log_path),
+            transport: prepared.transport,
+            monitor_port: prepared.monitor_port,
+            console: prepared.console,
+            temp_dir: Mutex::new(Some(prepared.temp_dir)),
+            remove_on_finish: prepared.remove_on_finish,
+            log_path: Some(prepared.log_path),
             captured_log: Mutex::new(None),
             quit_issued: Default::default(),
             killed: Default::default(),
@@ -263,7 +251,7 @@ impl Machine {
             event_queue_capacity: config.event_queue_capacity,
             trace,
         };
-        let connected = match qmp {
+        let connected = match prepared.qmp {
             QmpEndpoint::None => return Ok(()),
             QmpEndpoint::Connected(socket) => Ok(socket),
             QmpEndpoint::Listening(listener) => listener.accept(deadline, process),

@@ -205,7 +205,8 @@ pub fn snippet(bytes: &[u8]) -> String {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// What kind of JSON value this is, for messages ("an array").
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

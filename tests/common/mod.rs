@@ -149,3 +149,22 @@ pub fn booted_guest(config: Config) -> Machine {
     m.console_wait(PROMPT, None, BOOT).expect("guest prompt");
     m
 }
+
+/// Run a command to success and return its stdout and stderr; panics with
+/// both otherwise.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
