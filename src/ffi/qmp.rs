@@ -9,7 +9,7 @@ use super::boundary::status_call;
 use super::error::qm_error;
 use super::input::{
     borrowed_fd, non_empty_str, optional_non_empty_str, optional_object, parse_json, put, put_json,
-    required_str, timeout,
+    put_string, required_str, timeout,
 };
 use super::machine::{enter, qm_machine};
 use super::status::qm_status;
@@ -48,8 +48,8 @@ pub extern "C" fn qm_qmp_cmd(
         let cmd = non_empty_str(cmd, "cmd")?;
         let args = optional_object(args_json, "args_json")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
-        let reply = enter(m)?.qmp(cmd, args.as_ref(), t)?;
-        put_json(response_json, &reply);
+        let reply = enter(m)?.qmp_text(cmd, args.as_ref(), t)?;
+        put_string(response_json, reply);
         Ok(())
     })
 }
@@ -75,8 +75,8 @@ pub extern "C" fn qm_command(
         let cmd = non_empty_str(cmd, "cmd")?;
         let args = optional_object(args_json, "args_json")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
-        let value = enter(m)?.command(cmd, args.as_ref(), t)?;
-        put_json(return_json, &value);
+        let value = enter(m)?.command_text(cmd, args.as_ref(), t)?;
+        put_string(return_json, value);
         Ok(())
     })
 }

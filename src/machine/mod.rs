@@ -29,6 +29,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, LaunchError, Result};
 use crate::process::{ExitStatus, QemuProcess, SpawnSpec};
 use crate::qmp::events::{EventFilter, DEFAULT_EVENT_QUEUE_CAPACITY};
+use crate::qmp::framing::Reply;
 use crate::qmp::trace::Trace;
 use crate::qmp::{ConnectOptions, QmpConnection};
 use launch::{Prepared, QmpEndpoint, Transport};
@@ -280,8 +281,24 @@ impl Machine {
     /// Run a QMP command and return QEMU's whole reply, `{"return": ...}` or
     /// `{"error": {"class": ..., "desc": ...}}`, without the `id` the
     /// library added. `args` must be a JSON object. A QMP error is not an
-    /// `Err` here; see [`Machine::command`].
+    /// `Err` here; see [`Machine::command`]. A timeout does not cancel the
+    /// command: QEMU may still run it.
     pub fn qmp(&self, cmd: &str, args: Option<&Value>, timeout: Option<Duration>) -> Result<Value> {
+        Ok(self.execute(cmd, args, timeout)?.to_value())
+    }
+
+    /// [`Machine::qmp`] with the reply as JSON text, as QEMU sent it: a
+    /// large reply is never built into a tree.
+    pub fn qmp_text(
+        &self,
+        cmd: &str,
+        args: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Result<String> {
+        Ok(self.execute(cmd, args, timeout)?.to_json_text())
+    }
+
+    fn execute(&self, cmd: &str, args: Option<&Value>, timeout: Option<Duration>) -> Result<Reply> {
         if cmd.is_empty() {
             return Err(Error::invalid("the command name must not be empty"));
         }
@@ -297,7 +314,7 @@ impl Machine {
         let reply = qmp
             .execute(cmd, args, Deadline::after(timeout))
             .map_err(|e| run.explain(e))?;
-        if cmd == "quit" && reply.get("return").is_some() {
+        if cmd == "quit" && !reply.is_error() {
             run.quit_issued.store(true, Ordering::SeqCst);
         }
         Ok(reply)
@@ -326,7 +343,7 @@ impl Machine {
         let reply = qmp
             .execute_with_fd("getfd", Some(&args), fd, Deadline::after(timeout))
             .map_err(|e| run.explain(e))?;
-        command_result("getfd", reply).map(drop)
+        returned("getfd", reply).map(drop)
     }
 
     /// Start tracing QMP traffic to `path` (see [`Config::qmp_trace`]): for
@@ -356,7 +373,20 @@ impl Machine {
         args: Option<&Value>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        command_result(cmd, self.qmp(cmd, args, timeout)?)
+        Ok(returned(cmd, self.execute(cmd, args, timeout)?)?.member())
+    }
+
+    /// [`Machine::command`] with the `return` value as JSON text, as QEMU
+    /// sent it: a large reply is never built into a tree.
+    pub fn command_text(
+        &self,
+        cmd: &str,
+        args: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Result<String> {
+        Ok(returned(cmd, self.execute(cmd, args, timeout)?)?
+            .member_text()
+            .to_string())
     }
 
     /// Remove and return the oldest queued event, waiting up to `timeout`
@@ -667,26 +697,24 @@ fn check_patterns(success: &str, failure: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The `return` value of a reply, or its `error` as [`Error::Command`].
-fn command_result(cmd: &str, mut reply: Value) -> Result<Value> {
-    if let Some(error) = reply.get("error") {
-        let field = |name: &str| {
-            error
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        return Err(Error::Command {
-            command: cmd.to_string(),
-            class: field("class"),
-            desc: field("desc"),
-        });
+/// The reply if QEMU answered `return`; its `error` as [`Error::Command`].
+fn returned(cmd: &str, reply: Reply) -> Result<Reply> {
+    if !reply.is_error() {
+        return Ok(reply);
     }
-    Ok(reply
-        .as_object_mut()
-        .and_then(|o| o.remove("return"))
-        .unwrap_or(Value::Null))
+    let error = reply.member();
+    let field = |name: &str| {
+        error
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Err(Error::Command {
+        command: cmd.to_string(),
+        class: field("class"),
+        desc: field("desc"),
+    })
 }
 
 impl Drop for Machine {

@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::qmp::events::EventQueue;
-use crate::qmp::framing::{parse_message, snippet, LineBuffer, Message};
+use crate::qmp::framing::{parse_message, snippet, LineBuffer, Message, Reply};
 use crate::qmp::trace::Trace;
 use crate::socket::{Received, Socket};
 
@@ -61,8 +61,8 @@ impl Closed {
 #[derive(Debug)]
 struct State {
     events: EventQueue,
-    /// Commands awaiting a reply: `None` until the reader delivers it.
-    replies: HashMap<u64, Option<Value>>,
+    /// Commands awaiting a reply: `None` until it has been read.
+    replies: HashMap<u64, Option<Reply>>,
     closed: Option<Closed>,
     /// Replies nobody was waiting for (late replies to timed-out commands,
     /// unknown ids): dropped, as the QMP specification asks, and counted.
@@ -82,19 +82,20 @@ impl State {
     fn dispatch(&mut self, msg: Message) -> Result<(), Closed> {
         match msg {
             Message::Event(ev) => self.events.push(ev),
-            Message::Reply { id, body } => {
+            Message::Reply { id, reply } => {
                 let slot = id
                     .as_ref()
                     .and_then(Value::as_u64)
                     .and_then(|id| self.replies.get_mut(&id));
                 match slot {
-                    Some(slot) => *slot = Some(body),
-                    None if id.is_none() && body.get("error").is_some() => {
+                    Some(slot) => *slot = Some(reply),
+                    None if id.is_none() && reply.is_error() => {
                         // QEMU answers a command it could not parse with an
                         // error without id; it belongs to no caller and
                         // means the stream is out of step.
                         return Err(Closed::Protocol(format!(
-                            "QEMU sent an error without an id: {body}"
+                            "QEMU sent an error without an id: {}",
+                            reply.to_json_text()
                         )));
                     }
                     None => self.stray_replies += 1,
@@ -165,9 +166,15 @@ impl QmpConnection {
         let greeting =
             match read_message(&socket, &mut buf, deadline, watch, trace, "QMP greeting")? {
                 Message::Greeting(g) => g,
-                Message::Event(v) | Message::Reply { body: v, .. } => {
+                Message::Event(v) => {
                     return Err(Error::Protocol(format!(
                         "expected the QMP greeting, got: {v}"
+                    )))
+                }
+                Message::Reply { reply, .. } => {
+                    return Err(Error::Protocol(format!(
+                        "expected the QMP greeting, got: {}",
+                        reply.to_json_text()
                     )))
                 }
             };
@@ -197,17 +204,19 @@ impl QmpConnection {
                 "reply to qmp_capabilities",
             )? {
                 Message::Event(ev) => events.push(ev),
-                Message::Reply { id, body } if id == Some(Value::from(0)) => {
-                    if let Some(err) = body.get("error") {
+                Message::Reply { id, reply } if id == Some(Value::from(0)) => {
+                    if reply.is_error() {
                         return Err(Error::Protocol(format!(
-                            "qmp_capabilities was refused: {err}"
+                            "qmp_capabilities was refused: {}",
+                            reply.member_text()
                         )));
                     }
                     break;
                 }
-                Message::Reply { body, .. } => {
+                Message::Reply { reply, .. } => {
                     return Err(Error::Protocol(format!(
-                        "unexpected reply during negotiation: {body}"
+                        "unexpected reply during negotiation: {}",
+                        reply.to_json_text()
                     )))
                 }
                 Message::Greeting(g) => {
@@ -250,7 +259,7 @@ impl QmpConnection {
         cmd: &str,
         args: Option<&Value>,
         deadline: Deadline,
-    ) -> Result<Value> {
+    ) -> Result<Reply> {
         self.execute_with(cmd, args, None, deadline)
     }
 
@@ -263,7 +272,7 @@ impl QmpConnection {
         args: Option<&Value>,
         fd: BorrowedFd<'_>,
         deadline: Deadline,
-    ) -> Result<Value> {
+    ) -> Result<Reply> {
         self.execute_with(cmd, args, Some(fd), deadline)
     }
 
@@ -273,7 +282,7 @@ impl QmpConnection {
         args: Option<&Value>,
         fd: Option<BorrowedFd<'_>>,
         deadline: Deadline,
-    ) -> Result<Value> {
+    ) -> Result<Reply> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let line = encode_command(cmd, args, id);
         {

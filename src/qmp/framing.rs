@@ -3,6 +3,9 @@
 //! [`parse_message`] turns one line into a [`Message`]. Neither does any
 //! I/O, so both can be fed arbitrary input by tests and fuzzers.
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Longest line accepted. `query-qmp-schema` is ~150 KiB; a few QMP replies
@@ -150,47 +153,113 @@ pub enum Message {
         /// The `id` the reply carried, if any.
         id: Option<Value>,
         /// The reply without its `id`.
-        body: Value,
+        reply: Reply,
     },
+}
+
+/// A reply to a command as QEMU sent it: its `return` or `error` member,
+/// kept as JSON text. It is parsed only when asked for as a value, so a
+/// large reply (`query-qmp-schema`, ~200 KiB) reaches a caller who wants
+/// text without being built into a tree and printed again.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    error: bool,
+    raw: Box<RawValue>,
+}
+
+impl PartialEq for Reply {
+    fn eq(&self, other: &Reply) -> bool {
+        self.error == other.error && self.raw.get() == other.raw.get()
+    }
+}
+
+impl Reply {
+    /// QEMU answered `{"error": ...}`.
+    pub fn is_error(&self) -> bool {
+        self.error
+    }
+
+    /// The `return` value, or the `error` object, as JSON text.
+    pub fn member_text(&self) -> &str {
+        self.raw.get()
+    }
+
+    /// The whole reply, `{"return": ...}` or `{"error": ...}`, as JSON text.
+    pub fn to_json_text(&self) -> String {
+        let key = if self.error { "error" } else { "return" };
+        format!("{{\"{key}\": {}}}", self.raw.get())
+    }
+
+    /// The `return` value or the `error` object, parsed.
+    pub fn member(&self) -> Value {
+        serde_json::from_str(self.raw.get()).expect("validated when received")
+    }
+
+    /// The whole reply, parsed.
+    pub fn to_value(&self) -> Value {
+        let key = if self.error { "error" } else { "return" };
+        let mut map = Map::new();
+        map.insert(key.to_string(), self.member());
+        Value::Object(map)
+    }
 }
 
 /// Parse one line. Blank lines give `Ok(None)`. The error text quotes what
 /// was received.
+///
+/// Only the top level is taken apart: a reply's member is validated but
+/// kept as text (see [`Reply`]); greetings and events, which are small and
+/// are matched against, are parsed whole.
 pub fn parse_message(line: &[u8]) -> Result<Option<Message>, String> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let mut object: Map<String, Value> = match serde_json::from_slice(line) {
-        Ok(Value::Object(map)) => map,
-        Ok(other) => {
+    let fields: BTreeMap<&str, &RawValue> = match serde_json::from_slice(line) {
+        Ok(fields) => fields,
+        Err(e) => {
+            return Err(match serde_json::from_slice::<Value>(line) {
+                Ok(other) => format!(
+                    "expected a JSON object, got {}: {}",
+                    json_kind(&other),
+                    snippet(line)
+                ),
+                Err(_) => format!("invalid JSON ({e}): {}", snippet(line)),
+            })
+        }
+    };
+    let whole = || serde_json::from_slice::<Value>(line).map_err(|e| format!("invalid JSON ({e})"));
+    if fields.contains_key("QMP") {
+        return Ok(Some(Message::Greeting(whole()?)));
+    }
+    if let Some(name) = fields.get("event") {
+        if !name.get().starts_with('"') {
+            return Err(format!("event name is not a string: {}", snippet(line)));
+        }
+        return Ok(Some(Message::Event(whole()?)));
+    }
+    let (error, raw) = match (fields.get("error"), fields.get("return")) {
+        (Some(raw), _) => (true, raw),
+        (None, Some(raw)) => (false, raw),
+        (None, None) => {
             return Err(format!(
-                "expected a JSON object, got {}: {}",
-                json_kind(&other),
+                "neither a greeting, an event nor a reply: {}",
                 snippet(line)
             ))
         }
-        Err(e) => return Err(format!("invalid JSON ({e}): {}", snippet(line))),
     };
-    if object.contains_key("QMP") {
-        return Ok(Some(Message::Greeting(Value::Object(object))));
-    }
-    if let Some(name) = object.get("event") {
-        if !name.is_string() {
-            return Err(format!("event name is not a string: {}", snippet(line)));
+    let id = match fields.get("id") {
+        Some(raw) => {
+            Some(serde_json::from_str(raw.get()).map_err(|e| format!("invalid id ({e})"))?)
         }
-        return Ok(Some(Message::Event(Value::Object(object))));
-    }
-    if object.contains_key("return") || object.contains_key("error") {
-        let id = object.remove("id");
-        return Ok(Some(Message::Reply {
-            id,
-            body: Value::Object(object),
-        }));
-    }
-    Err(format!(
-        "neither a greeting, an event nor a reply: {}",
-        snippet(line)
-    ))
+        None => None,
+    };
+    Ok(Some(Message::Reply {
+        id,
+        reply: Reply {
+            error,
+            raw: (*raw).to_owned(),
+        },
+    }))
 }
 
 /// A printable excerpt of received bytes for error messages.
@@ -271,14 +340,29 @@ mod tests {
         assert!(matches!(g, Some(Message::Greeting(_))));
         let e = parse_message(br#"{"event": "STOP", "timestamp": {}}"#).unwrap();
         assert!(matches!(e, Some(Message::Event(_))));
-        let r = parse_message(br#"{"return": {}, "id": 7}"#).unwrap();
+        let Some(Message::Reply { id, reply }) =
+            parse_message(br#"{"return": {"a": [1, 2]}, "id": 7}"#).unwrap()
+        else {
+            panic!("a reply")
+        };
+        assert_eq!(id, Some(Value::from(7)));
+        assert!(!reply.is_error());
+        assert_eq!(reply.member_text(), r#"{"a": [1, 2]}"#);
         assert_eq!(
-            r,
-            Some(Message::Reply {
-                id: Some(Value::from(7)),
-                body: serde_json::json!({"return": {}})
-            })
+            reply.to_value(),
+            serde_json::json!({"return": {"a": [1, 2]}})
         );
+        assert_eq!(reply.to_json_text(), r#"{"return": {"a": [1, 2]}}"#);
+        let Some(Message::Reply { id, reply }) =
+            parse_message(br#"{"error": {"class": "X", "desc": "y"}}"#).unwrap()
+        else {
+            panic!("a reply")
+        };
+        assert!(id.is_none() && reply.is_error());
+        assert_eq!(reply.member()["class"], "X");
+        // Invalid UTF-8 inside a reply is caught though it is not parsed.
+        assert!(parse_message(b"{\"return\": \"\xff\xfe\"}").is_err());
+        assert!(parse_message(br#"{"return": [1,}"#).is_err());
         assert_eq!(parse_message(b"  \r").unwrap(), None);
         assert!(parse_message(b"[1]").unwrap_err().contains("an array"));
         assert!(parse_message(b"{\"x\":1}").unwrap_err().contains("neither"));

@@ -23,6 +23,7 @@ func TestReadmeExample(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("go run ./examples/readme: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	contains(t, "the output", stdout.String(), `query-status: {"running":true`)
+	contains(t, "the output", stdout.String(), `query-status: {`)
+	contains(t, "the output", stdout.String(), `"running": true`)
 	contains(t, "the output", stdout.String(), `event: {"event":"STOP"`)
 }
