@@ -24,8 +24,14 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "fuzz: $t ($limit)" >&2
-  cargo fuzz run -s none "$t" "corpus/$t" -- "$limit" -print_final_stats=1 2>&1 |
-    grep -E '^(stat::|Done|INFO: Seed|==|SUMMARY|thread .* panicked|Crash|artifact)' || true
   # grep hides libFuzzer's progress lines; cargo fuzz's status decides.
-  test "${PIPESTATUS[0]}" -eq 0
+  set +e
+  cargo fuzz run -s none "$t" "corpus/$t" -- "$limit" -print_final_stats=1 2>&1 |
+    grep -E '^(stat::|Done|INFO: Seed|==|SUMMARY|thread .* panicked|Crash|artifact)'
+  status=${PIPESTATUS[0]}
+  set -e
+  if ((status != 0)); then
+    echo "fuzz: $t failed (see fuzz/artifacts/$t)" >&2
+    exit "$status"
+  fi
 done

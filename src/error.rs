@@ -38,7 +38,10 @@ pub enum Error {
     Disconnected(String),
 
     /// The peer sent something that is not QMP. The connection is unusable
-    /// from then on (the error is sticky).
+    /// from then on (the error is sticky). Also a single reply that is valid
+    /// JSON but cannot be held in a `serde_json::Value` (a number beyond
+    /// `f64`); that one leaves the connection usable, and
+    /// [`crate::Machine::command_text`] returns it as text.
     #[error("QMP protocol error: {0}")]
     Protocol(String),
 

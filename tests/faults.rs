@@ -154,6 +154,26 @@ fn a_64_mib_reply_arrives_whole() {
     m.shutdown(SHORT).unwrap();
 }
 
+fn a_number_no_f64_holds_is_an_error_not_a_panic() {
+    let m = launched_fake(Scenario::HugeNumber);
+    let err = m.command("query-x", None, SHORT).unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err}");
+    assert!(err.to_string().contains("1e999"), "{err}");
+    // Only that reply: the connection is still in step.
+    assert_eq!(
+        m.command("query-status", None, SHORT).unwrap()["running"],
+        true
+    );
+    m.shutdown(SHORT).unwrap();
+    // As text (the C API's path) the reply arrives as QEMU sent it.
+    let m = launched_fake(Scenario::HugeNumber);
+    assert_eq!(
+        m.command_text("query-x", None, SHORT).unwrap(),
+        r#"{"n": 1e999}"#
+    );
+    m.shutdown(SHORT).unwrap();
+}
+
 fn unknown_ids_are_dropped() {
     let m = launched_fake(Scenario::UnknownIdThenReply);
     let reply = m.command("query-status", None, SHORT).unwrap();
@@ -503,6 +523,10 @@ const TESTS: &[Test] = &[
     ),
     ("a_64_mib_reply_arrives_whole", a_64_mib_reply_arrives_whole),
     ("unknown_ids_are_dropped", unknown_ids_are_dropped),
+    (
+        "a_number_no_f64_holds_is_an_error_not_a_panic",
+        a_number_no_f64_holds_is_an_error_not_a_panic,
+    ),
     (
         "a_reply_that_never_comes_times_out_on_time",
         a_reply_that_never_comes_times_out_on_time,

@@ -284,7 +284,9 @@ impl Machine {
     /// `Err` here; see [`Machine::command`]. A timeout does not cancel the
     /// command: QEMU may still run it.
     pub fn qmp(&self, cmd: &str, args: Option<&Value>, timeout: Option<Duration>) -> Result<Value> {
-        Ok(self.execute(cmd, args, timeout)?.to_value())
+        self.execute(cmd, args, timeout)?
+            .to_value()
+            .map_err(Error::Protocol)
     }
 
     /// [`Machine::qmp`] with the reply as JSON text, as QEMU sent it: a
@@ -373,7 +375,9 @@ impl Machine {
         args: Option<&Value>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        Ok(returned(cmd, self.execute(cmd, args, timeout)?)?.member())
+        returned(cmd, self.execute(cmd, args, timeout)?)?
+            .member()
+            .map_err(Error::Protocol)
     }
 
     /// [`Machine::command`] with the `return` value as JSON text, as QEMU
@@ -702,7 +706,7 @@ fn returned(cmd: &str, reply: Reply) -> Result<Reply> {
     if !reply.is_error() {
         return Ok(reply);
     }
-    let error = reply.member();
+    let error = reply.member().map_err(Error::Protocol)?;
     let field = |name: &str| {
         error
             .get(name)

@@ -190,17 +190,25 @@ impl Reply {
         format!("{{\"{key}\": {}}}", self.raw.get())
     }
 
-    /// The `return` value or the `error` object, parsed.
-    pub fn member(&self) -> Value {
-        serde_json::from_str(self.raw.get()).expect("validated when received")
+    /// The `return` value or the `error` object, parsed. The text was
+    /// checked when it arrived, but only as JSON syntax: a number beyond
+    /// the range of `f64` (`1e999`) is valid JSON no `Value` can hold, and
+    /// fails here with what was received.
+    pub fn member(&self) -> Result<Value, String> {
+        serde_json::from_str(self.raw.get()).map_err(|e| {
+            format!(
+                "the reply cannot be represented ({e}): {}",
+                snippet(self.raw.get().as_bytes())
+            )
+        })
     }
 
-    /// The whole reply, parsed.
-    pub fn to_value(&self) -> Value {
+    /// The whole reply, parsed (see [`Reply::member`]).
+    pub fn to_value(&self) -> Result<Value, String> {
         let key = if self.error { "error" } else { "return" };
         let mut map = Map::new();
-        map.insert(key.to_string(), self.member());
-        Value::Object(map)
+        map.insert(key.to_string(), self.member()?);
+        Ok(Value::Object(map))
     }
 }
 
@@ -349,7 +357,7 @@ mod tests {
         assert!(!reply.is_error());
         assert_eq!(reply.member_text(), r#"{"a": [1, 2]}"#);
         assert_eq!(
-            reply.to_value(),
+            reply.to_value().unwrap(),
             serde_json::json!({"return": {"a": [1, 2]}})
         );
         assert_eq!(reply.to_json_text(), r#"{"return": {"a": [1, 2]}}"#);
@@ -359,7 +367,15 @@ mod tests {
             panic!("a reply")
         };
         assert!(id.is_none() && reply.is_error());
-        assert_eq!(reply.member()["class"], "X");
+        assert_eq!(reply.member().unwrap()["class"], "X");
+        // Valid JSON, but no f64 holds it: an error when asked for, not a
+        // panic.
+        let Some(Message::Reply { reply, .. }) = parse_message(br#"{"return": 1e999}"#).unwrap()
+        else {
+            panic!("a reply")
+        };
+        assert!(reply.member().unwrap_err().contains("1e999"));
+        assert_eq!(reply.member_text(), "1e999");
         // Invalid UTF-8 inside a reply is caught though it is not parsed.
         assert!(parse_message(b"{\"return\": \"\xff\xfe\"}").is_err());
         assert!(parse_message(br#"{"return": [1,}"#).is_err());

@@ -47,10 +47,12 @@ pub enum Scenario {
     NeverReply,
     /// Events before, between and after replies (and during negotiation).
     Interleaved,
+    /// A number no f64 can hold (valid JSON) in the first reply.
+    HugeNumber,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::Normal,
         Scenario::NoGreeting,
         Scenario::MalformedGreeting,
@@ -68,6 +70,7 @@ impl Scenario {
         Scenario::UnknownIdOnly,
         Scenario::NeverReply,
         Scenario::Interleaved,
+        Scenario::HugeNumber,
     ];
 
     pub fn name(self) -> String {
@@ -183,6 +186,9 @@ pub fn serve(stream: UnixStream, scenario: Scenario) {
             (Scenario::UnknownIdThenReply, _) if n == 1 => {
                 send(b"{\"return\": {\"stray\": true}, \"id\": 987654321}\r\n");
                 send(reply(json!({"status": "running"})).as_bytes());
+            }
+            (Scenario::HugeNumber, _) if n == 1 => {
+                send(format!("{{\"return\": {{\"n\": 1e999}}, \"id\": {id}}}\r\n").as_bytes());
             }
             (Scenario::UnknownIdOnly, _) => {
                 send(b"{\"return\": {\"stray\": true}, \"id\": 987654321}\r\n");
