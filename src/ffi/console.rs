@@ -7,7 +7,7 @@ use super::error::qm_error;
 use super::input::{
     non_empty_str, optional_non_empty_str, optional_str, put, put_string, required_str, timeout,
 };
-use super::machine::{enter, qm_machine};
+use super::machine::{enter, qm_machine, set_text};
 use super::status::qm_status;
 use crate::error::Error;
 
@@ -59,11 +59,8 @@ pub extern "C" fn qm_set_console_log(
     path: *const c_char,
     err: *mut *mut qm_error,
 ) -> qm_status {
-    status_call(err, || {
-        let path = required_str(path, "path")?;
-        enter(m)?.configure(|c| {
-            c.console_log(path);
-        })
+    set_text(m, path, "path", err, |c, v| {
+        c.console_log(v);
     })
 }
 

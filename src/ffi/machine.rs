@@ -154,6 +154,21 @@ fn configure(m: *mut qm_machine, change: impl FnOnce(&mut Config)) -> Result<()>
     enter(m)?.configure(change)
 }
 
+/// The body of a setter taking one required string: check it (the message
+/// names `name`), then apply it to the configuration.
+pub(crate) fn set_text(
+    m: *mut qm_machine,
+    value: *const c_char,
+    name: &str,
+    err: *mut *mut qm_error,
+    apply: impl FnOnce(&mut Config, &str),
+) -> qm_status {
+    status_call(err, || {
+        let value = required_str(value, name)?;
+        configure(m, |c| apply(c, value))
+    })
+}
+
 /// Append one argument to QEMU's command line (after the library's own).
 /// QEMU gets it as one argv element: no shell is involved, no quoting
 /// needed.
@@ -165,11 +180,8 @@ pub extern "C" fn qm_add_arg(
     arg: *const c_char,
     err: *mut *mut qm_error,
 ) -> qm_status {
-    status_call(err, || {
-        let arg = required_str(arg, "arg")?;
-        configure(m, |c| {
-            c.arg(arg);
-        })
+    set_text(m, arg, "arg", err, |c, v| {
+        c.arg(v);
     })
 }
 
@@ -184,11 +196,8 @@ pub extern "C" fn qm_add_wrapper_arg(
     arg: *const c_char,
     err: *mut *mut qm_error,
 ) -> qm_status {
-    status_call(err, || {
-        let arg = required_str(arg, "arg")?;
-        configure(m, |c| {
-            c.wrapper_arg(arg);
-        })
+    set_text(m, arg, "arg", err, |c, v| {
+        c.wrapper_arg(v);
     })
 }
 
@@ -226,11 +235,8 @@ pub extern "C" fn qm_set_base_temp_dir(
     dir: *const c_char,
     err: *mut *mut qm_error,
 ) -> qm_status {
-    status_call(err, || {
-        let dir = required_str(dir, "dir")?;
-        configure(m, |c| {
-            c.base_temp_dir(dir);
-        })
+    set_text(m, dir, "dir", err, |c, v| {
+        c.base_temp_dir(v);
     })
 }
 
@@ -245,11 +251,8 @@ pub extern "C" fn qm_set_log_dir(
     dir: *const c_char,
     err: *mut *mut qm_error,
 ) -> qm_status {
-    status_call(err, || {
-        let dir = required_str(dir, "dir")?;
-        configure(m, |c| {
-            c.log_dir(dir);
-        })
+    set_text(m, dir, "dir", err, |c, v| {
+        c.log_dir(v);
     })
 }
 
@@ -262,11 +265,8 @@ pub extern "C" fn qm_set_machine_type(
     machine_type: *const c_char,
     err: *mut *mut qm_error,
 ) -> qm_status {
-    status_call(err, || {
-        let machine_type = required_str(machine_type, "machine_type")?;
-        configure(m, |c| {
-            c.machine_type(machine_type);
-        })
+    set_text(m, machine_type, "machine_type", err, |c, v| {
+        c.machine_type(v);
     })
 }
 
