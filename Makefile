@@ -17,7 +17,7 @@ GO_ENV := GOCACHE=$(CURDIR)/target/go-cache GOPATH=$(CURDIR)/target/go-path \
 	CGO_CFLAGS="-I$(CURDIR)/include" \
 	CGO_LDFLAGS="-L$(CURDIR)/$(RELEASE) -Wl,-rpath,$(CURDIR)/$(RELEASE)"
 
-.PHONY: all build demo test test-rust test-python test-go deps guest install \
+.PHONY: all build header demo test test-rust test-python test-go deps guest install \
 	bench bench-quick fuzz fuzz-quick
 
 all: build
@@ -29,6 +29,11 @@ deps:
 build:
 	$(CARGO) build --release
 	ln -sf libqemu_machine.so $(RELEASE)/$(SONAME)
+
+# Bring the committed header up to date with src/ffi (cbindgen writes the
+# generated one into OUT_DIR; tests/header.rs compares them).
+header:
+	QM_UPDATE_HEADER=1 $(CARGO) test --test header
 
 guest: deps
 	scripts/build-guest.sh >/dev/null

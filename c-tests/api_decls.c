@@ -65,8 +65,33 @@ DECL(qm_status, qm_add_fd,
      (qm_machine *m, int fd, int fdset, const char *opaque, const char *opts, qm_error **err))
 DECL(qm_status, qm_send_fd, (qm_machine *m, int fd, const char *fdname, qm_error **err))
 
+/* Version 0.2. */
+DECL(void, qm_bytes_free, (qm_bytes * b))
+DECL(qm_status, qm_console_read_bytes, (qm_machine *m, qm_bytes *out, qm_error **err))
+DECL(qm_status, qm_listener_new,
+     (qm_machine *m, const char *filters_json, qm_listener **listener, qm_error **err))
+DECL(qm_status, qm_listener_wait,
+     (qm_listener *l, int64_t timeout_ms, char **event_json, qm_error **err))
+DECL(qm_status, qm_listener_take, (qm_listener *l, char **events_json, qm_error **err))
+DECL(int, qm_listener_fd, (const qm_listener *l))
+DECL(qm_status, qm_listener_dropped, (const qm_listener *l, uint64_t *count, qm_error **err))
+DECL(void, qm_listener_free, (qm_listener *l))
+DECL(int, qm_machine_fd, (const qm_machine *m))
+DECL(qm_status, qm_dispatch, (qm_machine *m, qm_error **err))
+DECL(qm_status, qm_command_send,
+     (qm_machine *m, const char *cmd, const char *args_json, uint64_t *ticket, qm_error **err))
+DECL(qm_status, qm_command_receive,
+     (qm_machine *m, uint64_t ticket, int64_t timeout_ms, char **response_json, qm_error **err))
+DECL(qm_status, qm_qmp_greeting, (const qm_machine *m, char **greeting_json, qm_error **err))
+DECL(qm_status, qm_set_env, (qm_machine *m, const char *name, const char *value, qm_error **err))
+
 /* The contract's enum, with its tag, and its values. */
 typedef char tag_check[sizeof(enum qm_status) == sizeof(qm_status) ? 1 : -1];
+/* qm_bytes is a plain struct with the contract's members. */
+typedef char bytes_check[sizeof(((qm_bytes *)0)->data) == sizeof(uint8_t *) &&
+                                 sizeof(((qm_bytes *)0)->len) == sizeof(size_t)
+                             ? 1
+                             : -1];
 typedef char values_check[(QM_OK == 0 && QM_ERR_CONSOLE_FAILURE == 12) ? 1 : -1];
 
 int main(void) {

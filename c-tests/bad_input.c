@@ -17,6 +17,10 @@ static char *const SENTINEL = (char *)"untouched";
 /* Outputs every case writes to, checked untouched after each. */
 static char *out_s;
 static qm_machine *out_m;
+static qm_listener *out_l;
+static qm_bytes out_bytes;
+static qm_listener *L; /* a listener for the cases that need a valid one */
+static char deep_args[3000]; /* arguments nested deeper than QEMU accepts */
 static int out_i;
 static uint64_t out_u64;
 static uint16_t out_u16;
@@ -25,6 +29,9 @@ static bool out_b;
 static void reset_outputs(void) {
     out_s = SENTINEL;
     out_m = (qm_machine *)SENTINEL;
+    out_l = (qm_listener *)SENTINEL;
+    out_bytes.data = (uint8_t *)SENTINEL;
+    out_bytes.len = 77;
     out_i = 77;
     out_u64 = 77;
     out_u16 = 77;
@@ -32,8 +39,9 @@ static void reset_outputs(void) {
 }
 
 static int outputs_untouched(void) {
-    return out_s == SENTINEL && out_m == (qm_machine *)SENTINEL && out_i == 77 && out_u64 == 77 &&
-           out_u16 == 77 && out_b;
+    return out_s == SENTINEL && out_m == (qm_machine *)SENTINEL &&
+           out_l == (qm_listener *)SENTINEL && out_bytes.data == (uint8_t *)SENTINEL &&
+           out_bytes.len == 77 && out_i == 77 && out_u64 == 77 && out_u16 == 77 && out_b;
 }
 
 /* X(id, function, expected text in the message, call) */
@@ -50,7 +58,7 @@ static int outputs_untouched(void) {
     X(c10, qm_set_name, "`m` is NULL", qm_set_name(NULL, "n", err))                            \
     X(c11, qm_set_name, "`name` is NULL", qm_set_name(m, NULL, err))                           \
     X(c12, qm_set_name, "`name` is not valid UTF-8", qm_set_name(m, U, err))                   \
-    X(c13, qm_set_name, "`name` must be a non-empty file name", qm_set_name(m, "a/b", err))    \
+    X(c13, qm_set_name, "name must be a plain file name", qm_set_name(m, "a/b", err))    \
     X(c14, qm_set_base_temp_dir, "`m` is NULL", qm_set_base_temp_dir(NULL, "/tmp", err))       \
     X(c15, qm_set_base_temp_dir, "`dir` is NULL", qm_set_base_temp_dir(m, NULL, err))          \
     X(c16, qm_set_base_temp_dir, "`dir` is not valid UTF-8", qm_set_base_temp_dir(m, U, err))  \
@@ -83,8 +91,8 @@ static int outputs_untouched(void) {
     X(c42, qm_add_fd, "`opts` is not valid UTF-8", qm_add_fd(m, 0, 1, "o", U, err))            \
     X(c43, qm_set_console, "`m` is NULL", qm_set_console(NULL, NULL, 0, err))                  \
     X(c44, qm_set_console, "`device_type` is not valid UTF-8", qm_set_console(m, U, 0, err))   \
-    X(c45, qm_set_console, "`console_index` must be at most", qm_set_console(m, NULL, 65, err))\
-    X(c46, qm_set_console, "`console_index` must be at most",                                  \
+    X(c45, qm_set_console, "console index must be at most", qm_set_console(m, NULL, 65, err))\
+    X(c46, qm_set_console, "console index must be at most",                                  \
       qm_set_console(m, NULL, UINT_MAX, err))                                                  \
     X(c47, qm_set_console_log, "`m` is NULL", qm_set_console_log(NULL, "/tmp/l", err))         \
     X(c48, qm_set_console_log, "`path` is NULL", qm_set_console_log(m, NULL, err))             \
@@ -206,7 +214,49 @@ static int outputs_untouched(void) {
     X(c138, qm_events_wait, "`filters_json` is an empty array",                                \
       qm_events_wait(m, "[]", 0, &out_s, err))                                                 \
     X(c139, qm_events_wait, "`filters_json` element 0",                                        \
-      qm_events_wait(m, "[[\"\", null]]", 0, &out_s, err))
+      qm_events_wait(m, "[[\"\", null]]", 0, &out_s, err))                                      \
+    X(c140, qm_set_env, "`m` is NULL", qm_set_env(NULL, "A", "b", err))                        \
+    X(c141, qm_set_env, "`name` is NULL", qm_set_env(m, NULL, "b", err))                       \
+    X(c142, qm_set_env, "`name` is not valid UTF-8", qm_set_env(m, U, "b", err))               \
+    X(c143, qm_set_env, "`value` is not valid UTF-8", qm_set_env(m, "A", U, err))              \
+    X(c144, qm_set_env, "variable name must be non-empty", qm_set_env(m, "A=B", "c", err))     \
+    X(c145, qm_set_env, "variable name must be non-empty", qm_set_env(m, "", NULL, err))       \
+    X(c146, qm_console_read_bytes, "`m` is NULL", qm_console_read_bytes(NULL, &out_bytes, err))\
+    X(c147, qm_listener_new, "`m` is NULL", qm_listener_new(NULL, NULL, &out_l, err))          \
+    X(c148, qm_listener_new, "`listener` is NULL", qm_listener_new(m, NULL, NULL, err))        \
+    X(c149, qm_listener_new, "`filters_json` is not valid JSON",                               \
+      qm_listener_new(m, "[", &out_l, err))                                                    \
+    X(c150, qm_listener_new, "`filters_json` is an empty array",                               \
+      qm_listener_new(m, "[]", &out_l, err))                                                   \
+    X(c151, qm_listener_new, "`filters_json` is not valid UTF-8",                              \
+      qm_listener_new(m, U, &out_l, err))                                                      \
+    X(c152, qm_listener_new, "`filters_json` element 0",                                       \
+      qm_listener_new(m, "[[\"A\", 7]]", &out_l, err))                                         \
+    X(c153, qm_listener_wait, "`l` is NULL", qm_listener_wait(NULL, 0, &out_s, err))           \
+    X(c154, qm_listener_wait, "`timeout_ms`", qm_listener_wait(L, -2, &out_s, err))            \
+    X(c155, qm_listener_take, "`l` is NULL", qm_listener_take(NULL, &out_s, err))              \
+    X(c156, qm_listener_dropped, "`l` is NULL", qm_listener_dropped(NULL, &out_u64, err))      \
+    X(c157, qm_dispatch, "`m` is NULL", qm_dispatch(NULL, err))                                \
+    X(c158, qm_command_send, "`m` is NULL", qm_command_send(NULL, "q", NULL, &out_u64, err))   \
+    X(c159, qm_command_send, "`cmd` is NULL", qm_command_send(m, NULL, NULL, &out_u64, err))   \
+    X(c160, qm_command_send, "`cmd` must not be empty",                                        \
+      qm_command_send(m, "", NULL, &out_u64, err))                                             \
+    X(c161, qm_command_send, "`cmd` is not valid UTF-8",                                       \
+      qm_command_send(m, U, NULL, &out_u64, err))                                              \
+    X(c162, qm_command_send, "`args_json` is not valid JSON",                                  \
+      qm_command_send(m, "q", "{", &out_u64, err))                                             \
+    X(c163, qm_command_send, "`args_json` must be a JSON object",                              \
+      qm_command_send(m, "q", "[]", &out_u64, err))                                            \
+    X(c164, qm_command_send, "`ticket` is NULL", qm_command_send(m, "q", NULL, NULL, err))     \
+    X(c165, qm_command_send, "noncharacter",                                                   \
+      qm_command_send(m, "q", "{\"s\": \"\\uffff\"}", &out_u64, err))                          \
+    X(c166, qm_command_receive, "`m` is NULL", qm_command_receive(NULL, 1, 0, &out_s, err))    \
+    X(c167, qm_command_receive, "`timeout_ms`", qm_command_receive(m, 1, -2, &out_s, err))     \
+    X(c168, qm_command_receive, "not outstanding",                                             \
+      qm_command_receive(m, UINT64_MAX, 0, &out_s, err))                                       \
+    X(c169, qm_qmp_greeting, "`m` is NULL", qm_qmp_greeting(NULL, &out_s, err))                \
+    X(c170, qm_command, "noncharacter", qm_command(m, "q", "{\"s\": \"\xef\xb7\x90\"}", 1, &out_s, err))\
+    X(c171, qm_qmp_cmd, "1024 levels", qm_qmp_cmd(m, "q", deep_args, 1, &out_s, err))
 
 static char long_path[300];
 
@@ -264,18 +314,35 @@ static void functions_without_status(void) {
     CHECK(qm_error_qmp_desc(NULL) == NULL);
     CHECK(!qm_is_running(NULL));
     CHECK(qm_pid(NULL) == -1);
+    CHECK(qm_machine_fd(NULL) == -1);
+    CHECK(qm_listener_fd(NULL) == -1);
     qm_error_free(NULL);
     qm_string_free(NULL);
     qm_machine_free(NULL);
+    qm_listener_free(NULL);
+    qm_bytes_free(NULL);
+    {
+        qm_bytes empty = {NULL, 0};
+        qm_bytes_free(&empty);
+        CHECK(empty.data == NULL && empty.len == 0);
+    }
 }
 
 int main(void) {
     qm_machine *m = none_machine();
+    size_t i;
     memset(long_path, 'x', sizeof long_path - 1);
     long_path[0] = '/';
+    /* {"a": [[[...]]]}: 1100 levels inside the arguments. */
+    strcpy(deep_args, "{\"a\":");
+    for (i = 0; i < 1100; i++) strcat(deep_args, "[");
+    for (i = 0; i < 1100; i++) strcat(deep_args, "]");
+    strcat(deep_args, "}");
     functions_without_status();
     OK(qm_launch, m);
+    OK(qm_listener_new, m, NULL, &L);
     run_table(m);
+    qm_listener_free(L);
     /* The machine is unharmed. */
     OK(qm_command, m, "query-status", NULL, 5000, NULL);
     OK(qm_shutdown, m, 10000);

@@ -85,8 +85,9 @@ typedef enum qm_status {
      */
     QM_ERR_DISCONNECTED = 5,
     /**
-     * The peer broke the QMP protocol. The connection stays unusable;
-     * qm_shutdown() and qm_kill() still clean up.
+     * The peer broke its protocol (QMP, the guest agent's, qtest's). A QMP
+     * or qtest connection stays unusable; qm_shutdown() and qm_kill()
+     * still clean up. The guest agent resynchronizes on the next call.
      */
     QM_ERR_PROTOCOL = 6,
     /**
@@ -95,8 +96,10 @@ typedef enum qm_status {
      */
     QM_ERR_COMMAND = 7,
     /**
-     * A graceful shutdown failed; QEMU was killed and reaped anyway. The
-     * message says why.
+     * A shutdown did not end with QEMU exiting cleanly by itself (status
+     * 0): it timed out and QEMU was killed, QEMU exited with an error or a
+     * signal, or its exit status is unknown. QEMU is reaped and cleaned up
+     * in every case; the message says which.
      */
     QM_ERR_ABNORMAL_SHUTDOWN = 8,
     /**
@@ -104,7 +107,10 @@ typedef enum qm_status {
      */
     QM_ERR_IO = 9,
     /**
-     * A request the machine's configuration cannot fulfil.
+     * A request the machine's configuration cannot fulfil: a console call
+     * without a console, a QMP call with QMP disabled, qm_send_fd() over a
+     * TCP monitor, an agent or qtest call without qm_set_agent() or
+     * qm_set_qtest().
      */
     QM_ERR_ADD_DEVICE = 10,
     /**
@@ -128,15 +134,49 @@ typedef enum qm_status {
 typedef struct qm_error qm_error;
 
 /**
+ * An event listener: its own queue of the events that pass its filters.
+ * Create with qm_listener_new(), free with qm_listener_free(). Opaque.
+ */
+typedef struct qm_listener qm_listener;
+
+/**
  * A QEMU virtual machine: its configuration, and while launched, the QEMU
  * process with its QMP connection. Create with qm_machine_new(), free with
  * qm_machine_free(). Opaque.
  */
 typedef struct qm_machine qm_machine;
 
+/**
+ * Bytes the library hands out: `len` bytes at `data`, followed by a NUL
+ * that `len` does not count (so text can be used as a C string). Owned by
+ * the caller: release with qm_bytes_free(), never free(). An empty result
+ * may have `data` NULL.
+ */
+typedef struct qm_bytes {
+    /**
+     * The bytes, NUL-terminated too; NULL when empty.
+     */
+    uint8_t *data;
+    /**
+     * How many bytes, not counting the terminating NUL.
+     */
+    size_t len;
+} qm_bytes;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Free the bytes of `b` (from qm_console_read_bytes() and others), then
+ * set `b->data` to NULL and `b->len` to 0, so a second call is harmless.
+ * `b` NULL, or `b->data` NULL, is a no-op.
+ *
+ * # Safety
+ * `b` is NULL or points to a qm_bytes the library filled in, unchanged
+ * since.
+ */
+void qm_bytes_free(struct qm_bytes *b);
 
 /**
  * Give the machine a serial console, as QEMU's `QEMUMachine.set_console`:
@@ -152,6 +192,9 @@ extern "C" {
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`console_index` above 64, bad
  * string), QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_console(struct qm_machine *m,
                               const char *device_type,
@@ -165,6 +208,9 @@ enum qm_status qm_set_console(struct qm_machine *m,
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched). A
  * file that cannot be opened makes qm_launch() fail with QM_ERR_LAUNCH.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_console_log(struct qm_machine *m, const char *path, struct qm_error **err);
 
@@ -183,6 +229,9 @@ enum qm_status qm_set_console_log(struct qm_machine *m, const char *path, struct
  * QM_ERR_STATE (never launched, no console); QM_ERR_INVALID_ARGUMENT
  * (empty pattern, bad string, bad timeout). Output stays readable after
  * QEMU has exited, until the next launch.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_console_wait(struct qm_machine *m,
                                const char *success,
@@ -198,6 +247,9 @@ enum qm_status qm_console_wait(struct qm_machine *m,
  *
  * Statuses: QM_OK; QM_ERR_DISCONNECTED; QM_ERR_STATE (not running, no
  * console); QM_ERR_INVALID_ARGUMENT (`m` or `data` NULL).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_console_write(struct qm_machine *m,
                                 const char *data,
@@ -210,6 +262,9 @@ enum qm_status qm_console_write(struct qm_machine *m,
  * The output returned includes the echo of the command.
  *
  * Statuses: as qm_console_wait().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_console_exec(struct qm_machine *m,
                                const char *command,
@@ -226,8 +281,27 @@ enum qm_status qm_console_exec(struct qm_machine *m,
  *
  * Statuses: QM_OK, QM_ERR_STATE (never launched, no console),
  * QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_console_read(struct qm_machine *m, char **output, struct qm_error **err);
+
+/**
+ * As qm_console_read(), byte-exact: the console output after the read
+ * cursor, NUL bytes and invalid UTF-8 included, without waiting; the
+ * cursor moves to the end. On QM_OK `*out` (if not NULL) receives the
+ * bytes (possibly none); release them with qm_bytes_free().
+ *
+ * Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_ADD_DEVICE (no
+ * console), QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_console_read_bytes(struct qm_machine *m,
+                                     struct qm_bytes *out,
+                                     struct qm_error **err);
 
 /**
  * How many console bytes this run dropped because more than 64 MiB of
@@ -235,6 +309,9 @@ enum qm_status qm_console_read(struct qm_machine *m, char **output, struct qm_er
  * the count.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_console_dropped(const struct qm_machine *m,
                                   uint64_t *bytes,
@@ -242,12 +319,18 @@ enum qm_status qm_console_dropped(const struct qm_machine *m,
 
 /**
  * The status of the failed call. `err` NULL: QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_error_status(const struct qm_error *err);
 
 /**
  * What went wrong, as UTF-8 text. Borrowed from `err`: valid until
  * qm_error_free(err); do not free it. `err` NULL: returns NULL.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 const char *qm_error_message(const struct qm_error *err);
 
@@ -255,6 +338,9 @@ const char *qm_error_message(const struct qm_error *err);
  * The QMP error class (e.g. "CommandNotFound", "GenericError") of a
  * QM_ERR_COMMAND error; NULL for every other error and for `err` NULL.
  * Borrowed from `err`: valid until qm_error_free(err).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 const char *qm_error_qmp_class(const struct qm_error *err);
 
@@ -262,12 +348,18 @@ const char *qm_error_qmp_class(const struct qm_error *err);
  * QEMU's description (`desc`) of a QM_ERR_COMMAND error; NULL for every
  * other error and for `err` NULL. Borrowed from `err`: valid until
  * qm_error_free(err).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 const char *qm_error_qmp_desc(const struct qm_error *err);
 
 /**
  * Free an error object. NULL is a no-op. Each error must be freed exactly
  * once.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 void qm_error_free(struct qm_error *err);
 
@@ -275,8 +367,103 @@ void qm_error_free(struct qm_error *err);
  * Free a string returned by the library through a `char **` argument.
  * NULL is a no-op. Never pass a string the library did not return, and
  * never release the library's strings with free().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 void qm_string_free(char *s);
+
+/**
+ * Create a listener on `m`: from now on, through any number of launches,
+ * until qm_listener_free(), it receives a copy of every event QEMU sends
+ * that passes `filters_json` (NULL: every event; else a JSON array of
+ * `[name, match]` filters as qm_events_wait() takes). The machine's own
+ * queue (qm_event_wait() and the rest) is unaffected, as are other
+ * listeners. Each listener keeps up to 65536 events (16 MiB); beyond that
+ * the oldest are dropped and counted (qm_listener_dropped()).
+ *
+ * On QM_OK `*listener` receives it; free it with qm_listener_free(). It may
+ * outlive `m` (free them in any order).
+ *
+ * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`m` or `listener` NULL, bad
+ * filters); QM_ERR_IO (no descriptor left for its eventfd).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_listener_new(struct qm_machine *m,
+                               const char *filters_json,
+                               struct qm_listener **listener,
+                               struct qm_error **err);
+
+/**
+ * Remove and return the oldest event of the listener, waiting up to
+ * `timeout_ms` for one (0 polls). While it waits it reads QMP input like
+ * any other wait (no thread is involved). On QM_OK `*event_json` (if not
+ * NULL) receives the event; free it with qm_string_free().
+ *
+ * Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED (the machine's run
+ * has ended, or the machine was freed, and nothing is queued: returned at
+ * once; the message holds QEMU's exit status); QM_ERR_STATE (the listener
+ * is being freed by another thread: a blocked wait wakes with it);
+ * QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_listener_wait(struct qm_listener *l,
+                                int64_t timeout_ms,
+                                char **event_json,
+                                struct qm_error **err);
+
+/**
+ * Take every queued event of the listener at once, without waiting (what
+ * has arrived on the socket is routed first): on QM_OK `*events_json` (if
+ * not NULL) receives a JSON array, oldest first (possibly `[]`); free it
+ * with qm_string_free().
+ *
+ * Statuses: QM_OK, QM_ERR_STATE (being freed), QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_listener_take(struct qm_listener *l, char **events_json, struct qm_error **err);
+
+/**
+ * A descriptor that is readable exactly while the listener has events
+ * queued (an eventfd), for poll/epoll/select loops; -1 if `l` is NULL.
+ * Owned by the listener: do not close it, and do not read it (take the
+ * events instead). Valid until qm_listener_free().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+int qm_listener_fd(const struct qm_listener *l);
+
+/**
+ * How many events this listener dropped because its queue was full. On
+ * QM_OK `*count` (if not NULL) receives the number.
+ *
+ * Statuses: QM_OK, QM_ERR_STATE (being freed), QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_listener_dropped(const struct qm_listener *l,
+                                   uint64_t *count,
+                                   struct qm_error **err);
+
+/**
+ * Free a listener. NULL is a no-op. May be called before or after
+ * qm_machine_free() of its machine. A thread blocked in qm_listener_wait()
+ * on it wakes with QM_ERR_STATE, and qm_listener_free waits for it to
+ * return before releasing the memory. Starting a call on `l` after
+ * qm_listener_free has begun is undefined behaviour.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+void qm_listener_free(struct qm_listener *l);
 
 /**
  * Create a machine that will run `binary` (a path, or a name looked up in
@@ -289,19 +476,31 @@ void qm_string_free(char *s);
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`binary` or `out` NULL,
  * `binary` not UTF-8).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_machine_new(const char *binary, struct qm_machine **out, struct qm_error **err);
 
 /**
  * Free a machine. If QEMU is running it is killed (SIGKILL) and reaped,
- * and its temporary directory removed (the context-manager guarantee).
- * NULL is a no-op.
+ * and its temporary directory removed (the context-manager guarantee); a
+ * launch in progress in another thread is cancelled. NULL is a no-op.
  *
  * Must be the last call on `m`. Calls already blocked in other threads
  * (event or console waits, qm_wait(), a launch, a shutdown) are woken —
  * they return QM_ERR_DISCONNECTED or a similar error — and qm_machine_free
  * waits for them to return before releasing the memory. Starting a call on
  * `m` after qm_machine_free has begun is undefined behaviour.
+ *
+ * In a process forked from the one that created `m` (fork without exec),
+ * the machine is the parent's: freeing this copy releases its memory and
+ * closes this process's copies of its descriptors, and nothing else (no
+ * signal, no reaping, no file removed). Every other call on such a copy is
+ * QM_ERR_STATE.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 void qm_machine_free(struct qm_machine *m);
 
@@ -311,6 +510,9 @@ void qm_machine_free(struct qm_machine *m);
  * needed.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_add_arg(struct qm_machine *m, const char *arg, struct qm_error **err);
 
@@ -320,6 +522,9 @@ enum qm_status qm_add_arg(struct qm_machine *m, const char *arg, struct qm_error
  * command line after it.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_add_wrapper_arg(struct qm_machine *m, const char *arg, struct qm_error **err);
 
@@ -328,8 +533,29 @@ enum qm_status qm_add_wrapper_arg(struct qm_machine *m, const char *arg, struct 
  * Default "qemu-<pid>-<n>".
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_name(struct qm_machine *m, const char *name, struct qm_error **err);
+
+/**
+ * Set environment variable `name` to `value` for QEMU only (`value` NULL:
+ * remove `name` from QEMU's environment). QEMU otherwise inherits this
+ * process's environment as it is at qm_launch() (e.g. `QEMU_MODULE_DIR`
+ * for modules built elsewhere). Setting a name again replaces the earlier
+ * setting.
+ *
+ * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`name` NULL, empty or holding
+ * '=', bad string); QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_set_env(struct qm_machine *m,
+                          const char *name,
+                          const char *value,
+                          struct qm_error **err);
 
 /**
  * Directory in which each launch creates its private temporary directory
@@ -337,6 +563,9 @@ enum qm_status qm_set_name(struct qm_machine *m, const char *name, struct qm_err
  * directory must exist at launch.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_base_temp_dir(struct qm_machine *m, const char *dir, struct qm_error **err);
 
@@ -346,6 +575,9 @@ enum qm_status qm_set_base_temp_dir(struct qm_machine *m, const char *dir, struc
  * removed with it, but qm_log() still returns it). Must exist at launch.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_log_dir(struct qm_machine *m, const char *dir, struct qm_error **err);
 
@@ -353,6 +585,9 @@ enum qm_status qm_set_log_dir(struct qm_machine *m, const char *dir, struct qm_e
  * Adds `-machine MACHINE_TYPE` (e.g. "none", "pc", "q35,accel=tcg").
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_machine_type(struct qm_machine *m,
                                    const char *machine_type,
@@ -368,6 +603,9 @@ enum qm_status qm_set_machine_type(struct qm_machine *m,
  * (signal 15).
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_qmp_enabled(struct qm_machine *m, bool enabled, struct qm_error **err);
 
@@ -376,6 +614,9 @@ enum qm_status qm_set_qmp_enabled(struct qm_machine *m, bool enabled, struct qm_
  * negotiation: -1 forever, else milliseconds. Default 30000.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_launch_timeout(struct qm_machine *m,
                                      int64_t timeout_ms,
@@ -385,6 +626,9 @@ enum qm_status qm_set_launch_timeout(struct qm_machine *m,
  * Adds `-monitor null`: QEMU creates no default human monitor.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_add_monitor_null(struct qm_machine *m, struct qm_error **err);
 
@@ -401,6 +645,9 @@ enum qm_status qm_add_monitor_null(struct qm_machine *m, struct qm_error **err);
  * no greeting in time — the message holds the exit status, the full
  * command line and QEMU's output); QM_ERR_STATE (already running);
  * QM_ERR_INVALID_ARGUMENT (`m` NULL).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_launch(struct qm_machine *m, struct qm_error **err);
 
@@ -417,6 +664,9 @@ enum qm_status qm_launch(struct qm_machine *m, struct qm_error **err);
  * by the library (after our `quit`, an earlier one, or on its own);
  * QM_ERR_ABNORMAL_SHUTDOWN otherwise, saying why (timeout, signal,
  * non-zero status); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_shutdown(struct qm_machine *m, int64_t timeout_ms, struct qm_error **err);
 
@@ -426,6 +676,9 @@ enum qm_status qm_shutdown(struct qm_machine *m, int64_t timeout_ms, struct qm_e
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE (an
  * attached machine: its QEMU is not ours to kill).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_kill(struct qm_machine *m, struct qm_error **err);
 
@@ -436,16 +689,25 @@ enum qm_status qm_kill(struct qm_machine *m, struct qm_error **err);
  *
  * Statuses: QM_OK; QM_ERR_TIMEOUT (QEMU still runs and is left running:
  * `timeout_ms` 0 polls); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_wait(struct qm_machine *m, int64_t timeout_ms, struct qm_error **err);
 
 /**
  * Whether QEMU is running. `m` NULL: false. Never blocks for long.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 bool qm_is_running(const struct qm_machine *m);
 
 /**
  * QEMU's process id while it runs; -1 when not running or `m` is NULL.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 int qm_pid(const struct qm_machine *m);
 
@@ -456,6 +718,9 @@ int qm_pid(const struct qm_machine *m);
  *
  * Statuses: QM_OK; QM_ERR_STATE (still running, never started, or the
  * status was collected outside the library); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_exit_code(const struct qm_machine *m, int *exit_code, struct qm_error **err);
 
@@ -466,6 +731,9 @@ enum qm_status qm_exit_code(const struct qm_machine *m, int *exit_code, struct q
  * qm_string_free().
  *
  * Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_log(const struct qm_machine *m, char **log, struct qm_error **err);
 
@@ -475,6 +743,9 @@ enum qm_status qm_log(const struct qm_machine *m, char **log, struct qm_error **
  * the path; free it with qm_string_free().
  *
  * Statuses: QM_OK, QM_ERR_STATE (not launched), QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_temp_dir(const struct qm_machine *m, char **dir, struct qm_error **err);
 
@@ -485,6 +756,9 @@ enum qm_status qm_temp_dir(const struct qm_machine *m, char **dir, struct qm_err
  * address it is attached to.
  *
  * Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_command_line(const struct qm_machine *m, char **argv_json, struct qm_error **err);
 
@@ -504,6 +778,9 @@ enum qm_status qm_command_line(const struct qm_machine *m, char **argv_json, str
  *
  * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`fd` not open, negative
  * `fdset`, bad string); QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_add_fd(struct qm_machine *m,
                          int fd,
@@ -522,6 +799,9 @@ enum qm_status qm_add_fd(struct qm_machine *m,
  *
  * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, empty, or
  * longer than sun_path allows: 107 bytes); QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_monitor_unix(struct qm_machine *m, const char *path, struct qm_error **err);
 
@@ -535,6 +815,9 @@ enum qm_status qm_set_monitor_unix(struct qm_machine *m, const char *path, struc
  *
  * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, empty or bad host);
  * QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_monitor_tcp(struct qm_machine *m,
                                   const char *host,
@@ -547,6 +830,9 @@ enum qm_status qm_set_monitor_tcp(struct qm_machine *m,
  *
  * Statuses: QM_OK; QM_ERR_STATE (not launched, or the monitor is not on
  * TCP); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_monitor_port(const struct qm_machine *m, uint16_t *port, struct qm_error **err);
 
@@ -559,6 +845,9 @@ enum qm_status qm_monitor_port(const struct qm_machine *m, uint16_t *port, struc
  *
  * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT; QM_ERR_IO (the file cannot be
  * opened for a live connection; for a later launch it is QM_ERR_LAUNCH).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_set_qmp_trace(struct qm_machine *m, const char *path, struct qm_error **err);
 
@@ -576,6 +865,9 @@ enum qm_status qm_set_qmp_trace(struct qm_machine *m, const char *path, struct q
  * Statuses: QM_OK; QM_ERR_IO (cannot connect); QM_ERR_TIMEOUT;
  * QM_ERR_DISCONNECTED; QM_ERR_PROTOCOL (not a QMP server);
  * QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_attach_unix(const char *path,
                               int64_t timeout_ms,
@@ -588,6 +880,9 @@ enum qm_status qm_attach_unix(const char *path,
  * there). As qm_attach_unix(), except that descriptors cannot be passed.
  *
  * Statuses: as qm_attach_unix().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_attach_tcp(const char *host,
                              uint16_t port,
@@ -611,6 +906,9 @@ enum qm_status qm_attach_tcp(const char *host,
  * message holds its exit status and log tail); QM_ERR_PROTOCOL;
  * QM_ERR_STATE (not launched, shut down, QMP disabled);
  * QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_qmp_cmd(struct qm_machine *m,
                           const char *cmd,
@@ -628,6 +926,9 @@ enum qm_status qm_qmp_cmd(struct qm_machine *m,
  * message also holds.
  *
  * Statuses: as qm_qmp_cmd(), plus QM_ERR_COMMAND.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_command(struct qm_machine *m,
                           const char *cmd,
@@ -653,6 +954,9 @@ enum qm_status qm_command(struct qm_machine *m,
  * consumed); QM_ERR_DISCONNECTED (the connection is closed and no queued
  * event matches — returned at once); QM_ERR_PROTOCOL; QM_ERR_STATE (never
  * launched, QMP disabled); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_event_wait(struct qm_machine *m,
                              const char *name,
@@ -668,6 +972,9 @@ enum qm_status qm_event_wait(struct qm_machine *m,
  * e.g. `[["STOP", null], ["SHUTDOWN", {"data": {"guest": true}}]]`.
  *
  * Statuses: as qm_event_wait().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_events_wait(struct qm_machine *m,
                               const char *filters_json,
@@ -681,6 +988,9 @@ enum qm_status qm_events_wait(struct qm_machine *m,
  * qm_string_free().
  *
  * Statuses: as qm_event_wait().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_event_get(struct qm_machine *m,
                             int64_t timeout_ms,
@@ -695,6 +1005,9 @@ enum qm_status qm_event_get(struct qm_machine *m,
  *
  * Statuses: QM_OK, QM_ERR_STATE (never launched, QMP disabled),
  * QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_events_take(struct qm_machine *m,
                               char **events_json_array,
@@ -705,6 +1018,9 @@ enum qm_status qm_events_take(struct qm_machine *m,
  * (65536 events). On QM_OK `*count` (if not NULL) receives the number.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_events_dropped(const struct qm_machine *m,
                                  uint64_t *count,
@@ -721,6 +1037,9 @@ enum qm_status qm_events_dropped(const struct qm_machine *m,
  * monitor or TCP attachment —, not launched, QMP disabled);
  * QM_ERR_COMMAND (QEMU refused); QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED;
  * QM_ERR_INVALID_ARGUMENT (`fd` not open, bad name).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_send_fd(struct qm_machine *m, int fd, const char *fdname, struct qm_error **err);
 
@@ -732,11 +1051,106 @@ enum qm_status qm_send_fd(struct qm_machine *m, int fd, const char *fdname, stru
  * answer. Needs no machine.
  *
  * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (NULL, invalid JSON).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
  */
 enum qm_status qm_event_match(const char *event_json,
                               const char *match_json,
                               bool *matches,
                               struct qm_error **err);
+
+/**
+ * Send QMP command `cmd` (arguments `args_json`, a JSON object or NULL)
+ * now and collect its reply later with qm_command_receive(): for
+ * pipelining several commands, and for event loops. Never blocks: what
+ * the socket does not take at once is written as later calls on the
+ * machine (including qm_dispatch()) read or write. On QM_OK `*ticket`
+ * receives the ticket to receive with; tickets are unique in the process.
+ *
+ * Statuses: QM_OK; QM_ERR_DISCONNECTED; QM_ERR_STATE (not running);
+ * QM_ERR_ADD_DEVICE (QMP disabled); QM_ERR_INVALID_ARGUMENT (bad or
+ * NULL arguments, `ticket` NULL, input QEMU's parser refuses).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_command_send(struct qm_machine *m,
+                               const char *cmd,
+                               const char *args_json,
+                               uint64_t *ticket,
+                               struct qm_error **err);
+
+/**
+ * The reply to a command sent with qm_command_send(), waiting up to
+ * `timeout_ms` for it (0 polls). On QM_OK `*response_json` (if not NULL)
+ * receives the whole reply as qm_qmp_cmd() gives it (`{"return": ...}` or
+ * `{"error": ...}`, both QM_OK); free it with qm_string_free().
+ *
+ * QM_ERR_TIMEOUT keeps the ticket valid (receive again later); any other
+ * outcome consumes it. A reply that arrives while nobody waits for it is
+ * kept for its ticket. The run ending (QEMU exits, qm_shutdown(),
+ * qm_kill(), qm_machine_free()) answers every outstanding ticket with
+ * QM_ERR_DISCONNECTED; a later launch forgets them.
+ *
+ * Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED; QM_ERR_STATE
+ * (never launched); QM_ERR_INVALID_ARGUMENT (a ticket not outstanding on
+ * this machine: unknown, already received, from another machine or an
+ * earlier run).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_command_receive(struct qm_machine *m,
+                                  uint64_t ticket,
+                                  int64_t timeout_ms,
+                                  char **response_json,
+                                  struct qm_error **err);
+
+/**
+ * A descriptor for event loops (poll, epoll, GLib, libuv, asyncio): it is
+ * readable when QMP input waits to be routed, when QEMU has exited, and,
+ * once the run has ended, for good. When it is readable, call
+ * qm_dispatch(). -1 when the machine is not running (or `m` is NULL, or
+ * QMP is disabled). Owned by the machine: do not close or read it; it
+ * stays open until the next launch or qm_machine_free().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+int qm_machine_fd(const struct qm_machine *m);
+
+/**
+ * Route whatever QMP input has arrived — replies to tickets, events to the
+ * machine's queue and to listeners — and write queued output the socket
+ * takes, without ever blocking: if another thread is inside a blocking
+ * call on the machine (and so reading), return at once (that thread
+ * routes it).
+ *
+ * Statuses: QM_OK; QM_ERR_DISCONNECTED once the run has ended (the
+ * message holds QEMU's exit status), as every other call then gives;
+ * QM_ERR_PROTOCOL; QM_ERR_STATE (never launched); QM_ERR_ADD_DEVICE (QMP
+ * disabled); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_dispatch(struct qm_machine *m, struct qm_error **err);
+
+/**
+ * The greeting QEMU sent when the QMP connection opened,
+ * `{"QMP": {"version": {...}, "capabilities": [...]}}`, of the current or
+ * last run, in `*greeting_json` (if not NULL; free with qm_string_free()).
+ *
+ * Statuses: QM_OK; QM_ERR_STATE (never launched, or the launch failed
+ * before the greeting); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qmp_greeting(const struct qm_machine *m,
+                               char **greeting_json,
+                               struct qm_error **err);
 
 /**
  * A static, human-readable description of a status code. Accepts any

@@ -2,19 +2,30 @@
 //! QEMU never blocks on a full console, the output kept in memory (bounded)
 //! and optionally appended to a file, and waits for byte patterns with a
 //! read cursor.
+//!
+//! The drain thread watches QEMU's pidfd next to the socket, so the console
+//! ends when QEMU exits even if another process holds QEMU's end open. The
+//! log file never slows the drain down (see [`Sink`]).
+//!
+//! Concurrent waits share one cursor and never match the same bytes twice:
+//! each wait scans from the cursor as it is when the wait looks, and a
+//! successful wait moves it forward past its match (never backwards). Two
+//! waits for the same pattern thus take two successive occurrences.
 
-use std::fs::File;
-use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use memchr::memmem;
 use parking_lot::{Condvar, Mutex};
+use rustix::event::PollFlags;
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::socket::{Received, Socket};
+use crate::owner::Owner;
+use crate::sink::Sink;
+use crate::socket::{wait_ready, Socket};
 use crate::threads;
 
 /// Default bound of the console output kept in memory (64 MiB).
@@ -35,7 +46,8 @@ pub struct ConsoleConfig {
 }
 
 impl ConsoleConfig {
-    /// The QEMU arguments for a console on chardev socket `fd`.
+    /// The QEMU arguments for a console on chardev socket `fd`. The
+    /// device type was checked by [`crate::Config::console`].
     pub(crate) fn qemu_args(&self, fd: i32) -> Vec<String> {
         let mut args = Vec::new();
         for _ in 0..self.index {
@@ -113,12 +125,21 @@ pub(crate) struct Console {
     socket: Mutex<Option<Arc<Socket>>>,
     write_lock: Mutex<()>,
     drain: Mutex<Option<JoinHandle<()>>>,
+    /// QEMU's pidfd, released at close.
+    exit: Mutex<Option<Arc<OwnedFd>>>,
+    owner: Owner,
 }
 
 impl Console {
     /// Start draining `socket` (our end of the console chardev), keeping at
-    /// most `limit` bytes and appending everything to `log` if given.
-    pub(crate) fn start(socket: Socket, limit: usize, log: Option<File>) -> Result<Console> {
+    /// most `limit` bytes and appending everything to `log` if given. `exit`
+    /// (QEMU's pidfd) ends the console when QEMU exits.
+    pub(crate) fn start(
+        socket: Socket,
+        limit: usize,
+        log: Option<Sink>,
+        exit: Option<Arc<OwnedFd>>,
+    ) -> Result<Console> {
         let socket = Arc::new(socket);
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Buffer {
@@ -134,14 +155,19 @@ impl Console {
         let drain = {
             let socket = Arc::clone(&socket);
             let shared = Arc::clone(&shared);
-            threads::spawn("qm-console", move || drain_main(&socket, &shared, log))
-                .map_err(|e| Error::io("cannot start the console thread", e))?
+            let exit = exit.clone();
+            threads::spawn("qm-console", move || {
+                drain_main(&socket, &shared, log, exit.as_deref())
+            })
+            .map_err(|e| Error::io("cannot start the console thread", e))?
         };
         Ok(Console {
             shared,
             socket: Mutex::new(Some(socket)),
             write_lock: Mutex::new(()),
             drain: Mutex::new(Some(drain)),
+            exit: Mutex::new(exit),
+            owner: Owner::current(),
         })
     }
 
@@ -153,7 +179,7 @@ impl Console {
         success: &str,
         failure: Option<&str>,
         deadline: Deadline,
-    ) -> Result<String> {
+    ) -> Result<Vec<u8>> {
         debug_assert!(
             !success.is_empty() && failure != Some(""),
             "checked by Machine"
@@ -163,11 +189,12 @@ impl Console {
         let longest = success.len().max(failure.map_or(0, str::len)) as u64;
 
         let mut buf = self.shared.buffer.lock();
-        let start = buf.cursor;
         // Bytes before `scanned` are known to hold no complete match.
-        let mut scanned = start;
+        let mut scanned = buf.cursor;
         let mut timed_out = false;
         loop {
+            // Another wait may have moved the cursor: start from it.
+            let start = buf.cursor;
             let from = scanned.saturating_sub(longest - 1).max(start).max(buf.base);
             let end = buf.end();
             let hay = buf.slice(from, end);
@@ -188,7 +215,7 @@ impl Console {
             };
             match hit {
                 Some(Hit::Success(at)) => {
-                    let output = lossy(buf.slice(start, at));
+                    let output = buf.slice(start, at).to_vec();
                     buf.cursor = at;
                     return Ok(output);
                 }
@@ -221,10 +248,10 @@ impl Console {
 
     /// Output after the read cursor, without waiting; moves the cursor to
     /// the end.
-    pub(crate) fn read(&self) -> String {
+    pub(crate) fn read(&self) -> Vec<u8> {
         let mut buf = self.shared.buffer.lock();
         let end = buf.end();
-        let output = lossy(buf.slice(buf.cursor, end));
+        let output = buf.slice(buf.cursor, end).to_vec();
         buf.cursor = end;
         output
     }
@@ -242,7 +269,9 @@ impl Console {
             .clone()
             .ok_or_else(|| Error::Disconnected("the console is closed".into()))?;
         let _w = self.write_lock.lock();
-        socket.send_all(data, deadline).map_err(|partial| {
+        let exit = self.exit.lock().clone();
+        let exit = exit.as_deref().map(AsFd::as_fd);
+        socket.send_all(data, exit, deadline).map_err(|partial| {
             if partial.error.kind() == std::io::ErrorKind::TimedOut {
                 Error::Timeout(format!(
                     "the console accepted only {} of {} bytes {}",
@@ -258,7 +287,7 @@ impl Console {
 
     /// Stop draining and release the socket; the output stays readable.
     /// Output QEMU wrote before exiting is collected first: the drain
-    /// thread gets up to `grace` to reach EOF on its own.
+    /// thread gets up to `grace` to reach the end on its own.
     pub(crate) fn close(&self, grace: Duration) {
         {
             let deadline = Deadline::after(Some(grace));
@@ -272,6 +301,7 @@ impl Console {
         if let Some(handle) = self.drain.lock().take() {
             let _ = handle.join();
         }
+        self.exit.lock().take();
         let mut buf = self.shared.buffer.lock();
         if buf.closed.is_none() {
             buf.closed = Some("the console was closed".into());
@@ -283,26 +313,49 @@ impl Console {
 
 impl Drop for Console {
     fn drop(&mut self) {
-        self.close(Duration::ZERO);
+        if self.owner.is_current() {
+            self.close(Duration::ZERO);
+        } else {
+            // A forked child's copy: the drain thread and the shared socket
+            // are the parent's.
+            if let Some(handle) = self.drain.get_mut().take() {
+                std::mem::forget(handle);
+            }
+        }
     }
 }
 
-fn drain_main(socket: &Socket, shared: &Shared, mut log: Option<File>) {
+fn drain_main(socket: &Socket, shared: &Shared, log: Option<Sink>, exit: Option<&OwnedFd>) {
     let mut chunk = vec![0u8; 64 << 10];
+    let exit = exit.map(AsFd::as_fd);
     let reason = loop {
-        match socket.recv(&mut chunk, Deadline::never(), None) {
-            Ok(Received::Data(n)) => {
-                if let Some(file) = &mut log {
-                    // A full disk must not stop the drain: QEMU would block.
-                    if file.write_all(&chunk[..n]).is_err() {
-                        log = None;
-                    }
+        let ready = match wait_ready(socket.as_fd(), PollFlags::IN, exit, None, Deadline::never()) {
+            Ok(ready) => ready,
+            Err(e) => break format!("reading the console failed: {e}"),
+        };
+        if !ready.readable {
+            if ready.exited {
+                break "QEMU exited (another process still holds its end of the console)"
+                    .to_string();
+            }
+            continue;
+        }
+        match socket.try_recv(&mut chunk) {
+            Ok(Some(0)) => break "the console was closed by QEMU".to_string(),
+            Ok(Some(n)) => {
+                if let Some(log) = &log {
+                    log.write(&chunk[..n], |dropped| {
+                        format!(
+                            "\n[qemu-machine: {dropped} console chunk(s) dropped: \
+                             the log file could not take them in time]"
+                        )
+                        .into_bytes()
+                    });
                 }
                 shared.buffer.lock().append(&chunk[..n]);
                 shared.grew.notify_all();
             }
-            Ok(Received::Eof) => break "the console was closed by QEMU".to_string(),
-            Ok(Received::Timeout) | Ok(Received::WatchFired) => continue,
+            Ok(None) => {}
             Err(e) => break format!("reading the console failed: {e}"),
         }
     };
@@ -335,7 +388,11 @@ mod tests {
 
     fn console_pair(limit: usize) -> (Console, Socket) {
         let (ours, theirs) = Socket::pair().unwrap();
-        (Console::start(ours, limit, None).unwrap(), theirs)
+        (Console::start(ours, limit, None, None).unwrap(), theirs)
+    }
+
+    fn send(peer: &Socket, bytes: &[u8]) {
+        peer.send_all(bytes, None, Deadline::never()).unwrap();
     }
 
     fn ms(n: u64) -> Deadline {
@@ -345,34 +402,32 @@ mod tests {
     #[test]
     fn waits_move_the_cursor_and_match_without_newline() {
         let (c, peer) = console_pair(1 << 20);
-        peer.send_all(b"booting...\nlogin: ", Deadline::never())
-            .unwrap();
+        send(&peer, b"booting...\nlogin: ");
         assert_eq!(
             c.wait("login: ", None, ms(2000)).unwrap(),
-            "booting...\nlogin: "
+            b"booting...\nlogin: "
         );
-        peer.send_all(b"root\r\n# ", Deadline::never()).unwrap();
-        assert_eq!(c.wait("# ", None, ms(2000)).unwrap(), "root\r\n# ");
-        assert_eq!(c.read(), "");
+        send(&peer, b"root\r\n# ");
+        assert_eq!(c.wait("# ", None, ms(2000)).unwrap(), b"root\r\n# ");
+        assert_eq!(c.read(), b"");
     }
 
     #[test]
     fn pattern_split_across_reads_is_found() {
         let (c, peer) = console_pair(1 << 20);
-        peer.send_all(b"abc QM-GU", Deadline::never()).unwrap();
+        send(&peer, b"abc QM-GU");
         assert!(matches!(
             c.wait("QM-GUEST", None, ms(100)),
             Err(Error::Timeout(_))
         ));
-        peer.send_all(b"EST-READY", Deadline::never()).unwrap();
-        assert_eq!(c.wait("QM-GUEST", None, ms(2000)).unwrap(), "abc QM-GUEST");
+        send(&peer, b"EST-READY");
+        assert_eq!(c.wait("QM-GUEST", None, ms(2000)).unwrap(), b"abc QM-GUEST");
     }
 
     #[test]
     fn failure_first_wins_and_timeout_keeps_the_cursor() {
         let (c, peer) = console_pair(1 << 20);
-        peer.send_all(b"x Kernel panic y login:", Deadline::never())
-            .unwrap();
+        send(&peer, b"x Kernel panic y login:");
         std::thread::sleep(Duration::from_millis(50));
         match c.wait("login:", Some("Kernel panic"), ms(2000)) {
             Err(Error::ConsoleFailure { pattern, output }) => {
@@ -383,15 +438,15 @@ mod tests {
         }
         let err = c.wait("nope", None, ms(50)).unwrap_err();
         assert!(err.to_string().contains(" y login:"), "{err}");
-        assert_eq!(c.read(), " y login:");
+        assert_eq!(c.read(), b" y login:");
     }
 
     #[test]
     fn eof_after_buffered_output_is_matched_first() {
         let (c, peer) = console_pair(1 << 20);
-        peer.send_all(b"last words", Deadline::never()).unwrap();
+        send(&peer, b"last words");
         drop(peer);
-        assert_eq!(c.wait("words", None, ms(2000)).unwrap(), "last words");
+        assert_eq!(c.wait("words", None, ms(2000)).unwrap(), b"last words");
         assert!(matches!(
             c.wait("more", None, Deadline::never()),
             Err(Error::Disconnected(_))
@@ -402,11 +457,36 @@ mod tests {
     fn bounded_buffer_drops_oldest_and_counts() {
         let (c, peer) = console_pair(1000);
         for _ in 0..10 {
-            peer.send_all(&[b'a'; 500], Deadline::never()).unwrap();
+            send(&peer, &[b'a'; 500]);
         }
-        peer.send_all(b"END", Deadline::never()).unwrap();
+        send(&peer, b"END");
         let out = c.wait("END", None, ms(2000)).unwrap();
         assert!(out.len() <= 1003, "{}", out.len());
         assert!(c.dropped() >= 4000);
+    }
+
+    #[test]
+    fn concurrent_waits_never_match_the_same_bytes_twice() {
+        let (c, peer) = console_pair(1 << 20);
+        let c = Arc::new(c);
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || c.wait("END", None, ms(5000)).unwrap())
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        send(&peer, b"a END b END");
+        let mut outputs: Vec<Vec<u8>> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        outputs.sort();
+        assert_eq!(outputs, vec![b" b END".to_vec(), b"a END".to_vec()]);
+        assert_eq!(c.read(), b"");
+    }
+
+    #[test]
+    fn nul_bytes_survive() {
+        let (c, peer) = console_pair(1 << 20);
+        send(&peer, b"a\0b\0END");
+        assert_eq!(c.wait("END", None, ms(2000)).unwrap(), b"a\0b\0END");
     }
 }

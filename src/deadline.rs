@@ -28,6 +28,11 @@ impl Deadline {
         Deadline::after(None)
     }
 
+    /// No waiting at all: look once.
+    pub(crate) fn poll() -> Self {
+        Deadline::after(Some(Duration::ZERO))
+    }
+
     /// Time left; `None` when there is no deadline.
     pub(crate) fn remaining(&self) -> Option<Duration> {
         self.at.map(|d| d.saturating_duration_since(Instant::now()))
@@ -35,19 +40,6 @@ impl Deadline {
 
     pub(crate) fn expired(&self) -> bool {
         matches!(self.at, Some(d) if Instant::now() >= d)
-    }
-
-    /// The earlier of this deadline and `now + limit` (for waking up
-    /// periodically within a longer wait).
-    pub(crate) fn capped(&self, limit: Duration) -> Self {
-        let cap = Instant::now() + limit;
-        match self.at {
-            Some(at) if at <= cap => *self,
-            _ => Deadline {
-                at: Some(cap),
-                budget: Some(limit),
-            },
-        }
     }
 
     /// "within 500 ms", for timeout messages.
@@ -58,11 +50,11 @@ impl Deadline {
         }
     }
 
-    /// The remaining time as a `timespec` for `ppoll`, or `None` for forever.
-    pub(crate) fn timespec(&self) -> Option<libc::timespec> {
-        self.remaining().map(|r| libc::timespec {
-            tv_sec: r.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
-            tv_nsec: r.subsec_nanos() as libc::c_long,
+    /// The remaining time for `ppoll`, or `None` for forever.
+    pub(crate) fn timespec(&self) -> Option<rustix::event::Timespec> {
+        self.remaining().map(|r| rustix::event::Timespec {
+            tv_sec: r.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: r.subsec_nanos().into(),
         })
     }
 

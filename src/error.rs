@@ -37,12 +37,13 @@ pub enum Error {
     #[error("{0}")]
     Disconnected(String),
 
-    /// The peer sent something that is not QMP. The connection is unusable
-    /// from then on (the error is sticky). Also a single reply that is valid
-    /// JSON but cannot be held in a `serde_json::Value` (a number beyond
-    /// `f64`); that one leaves the connection usable, and
-    /// [`crate::Machine::command_text`] returns it as text.
-    #[error("QMP protocol error: {0}")]
+    /// The peer broke its protocol (QMP, the guest agent's, qtest's). For
+    /// QMP and qtest the connection is unusable from then on (the error is
+    /// sticky). Also a single reply that is valid JSON but cannot be held
+    /// in a `serde_json::Value` (a number beyond `f64`); that one leaves
+    /// the connection usable, and [`crate::Machine::command_text`] returns
+    /// it as text.
+    #[error("protocol error: {0}")]
     Protocol(String),
 
     /// QEMU answered a command with `{"error": {"class": ..., "desc": ...}}`.
@@ -70,14 +71,11 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// The machine's configuration cannot fulfil the request (e.g. sending
-    /// an fd over a monitor that is not a Unix socket).
+    /// The machine's configuration cannot fulfil the request: a console
+    /// call without a console, a QMP call with QMP disabled, passing a
+    /// descriptor over a TCP monitor.
     #[error("{0}")]
     AddDevice(String),
-
-    /// An internal bug, caught before it could unwind into foreign code.
-    #[error("internal error (panic): {0}")]
-    Panic(String),
 
     /// The serial console showed the failure pattern before the success
     /// pattern.

@@ -21,18 +21,26 @@
 
 #![warn(missing_docs)]
 
+mod channel;
 mod console;
 mod deadline;
 mod error;
 mod ffi;
 mod machine;
+mod owner;
 mod process;
 pub mod qmp;
+mod sink;
 mod socket;
+mod spawn;
 mod threads;
 
 pub use console::{ConsoleConfig, DEFAULT_CONSOLE_BUFFER};
 pub use error::{Error, LaunchError, Result};
-pub use machine::{Config, Machine, MonitorAddress, DEFAULT_LAUNCH_TIMEOUT, MAX_UNIX_SOCKET_PATH};
+pub use machine::{
+    Config, Listener, Machine, MonitorAddress, Ticket, DEFAULT_LAUNCH_TIMEOUT, MAX_CONSOLE_INDEX,
+    MAX_UNIX_SOCKET_PATH,
+};
 pub use process::ExitStatus;
 pub use qmp::events::{event_match, EventFilter};
+pub use qmp::wire::Arguments;

@@ -2,23 +2,30 @@
 //!
 //! The library lives inside someone else's process, so it installs no signal
 //! handlers, reaps only its own child (by pid, never `waitpid(-1)`), signals
-//! through a pidfd where the kernel has one (no pid-reuse race), and lets
+//! through the pidfd the spawn itself returned (no pid-reuse race), and lets
 //! the child inherit only the descriptors meant for it.
+//!
+//! Every QEMU is started from one long-lived library thread per process
+//! (see [`spawner`]), without copying the caller's address space (see
+//! `spawn.rs`).
 
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rustix::io::Errno;
+use rustix::process::{getpid, waitpid, Pid, Signal, WaitOptions};
 
 use crate::deadline::Deadline;
-use crate::socket::poll_one;
+use crate::owner::Owner;
+use crate::socket::wait_ready;
+use crate::spawn::{spawn, SpawnRequest};
 use crate::threads;
 
 /// How a QEMU process ended.
@@ -49,11 +56,11 @@ impl ExitStatus {
         *self == ExitStatus::Exited(0)
     }
 
-    fn from_wait_status(raw: libc::c_int) -> Self {
-        if libc::WIFEXITED(raw) {
-            ExitStatus::Exited(libc::WEXITSTATUS(raw))
-        } else if libc::WIFSIGNALED(raw) {
-            ExitStatus::Signaled(libc::WTERMSIG(raw))
+    fn from_wait_status(status: rustix::process::WaitStatus) -> Self {
+        if let Some(code) = status.exit_status() {
+            ExitStatus::Exited(code)
+        } else if let Some(sig) = status.terminating_signal() {
+            ExitStatus::Signaled(sig)
         } else {
             ExitStatus::Unknown
         }
@@ -90,182 +97,179 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// What to start: the whole argv (wrapper, binary, arguments), where its
-/// output goes, and which of our descriptors it may inherit.
+/// What to start: the whole argv (wrapper, binary, arguments), changes to
+/// the environment, where its output goes, and which of our descriptors it
+/// inherits (shared, so they stay open until the spawner is done with them
+/// even if the caller gave up waiting).
 pub(crate) struct SpawnSpec<'a> {
     pub argv: &'a [String],
+    pub env: &'a [(String, Option<String>)],
     pub output: &'a File,
-    pub inherit: &'a [RawFd],
+    pub inherit: &'a [Arc<OwnedFd>],
 }
 
 /// A spawn request for the spawner thread.
 struct SpawnJob {
     argv: Vec<String>,
+    env: Vec<(String, Option<String>)>,
     output: File,
-    inherit: Vec<RawFd>,
+    inherit: Vec<Arc<OwnedFd>>,
     reply: mpsc::SyncSender<io::Result<QemuProcess>>,
 }
+
+/// The thread every QEMU of this process is started from.
+struct Spawner {
+    pid: Pid,
+    jobs: mpsc::Sender<SpawnJob>,
+}
+
+/// The spawner of the current process.
+static SPAWNER: AtomicPtr<Spawner> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The thread every QEMU is started from. It lives as long as the process,
 /// which lets each child ask the kernel (`PR_SET_PDEATHSIG`) to SIGKILL it
 /// when that thread ends — that is, when the host process exits or crashes.
 /// A test program that dies without shutting its machines down leaves no
-/// QEMU behind. (The death signal follows the thread that forked, so
-/// forking from the caller's thread would kill QEMU whenever that thread
+/// QEMU behind. (The death signal follows the thread that spawned, so
+/// spawning from the caller's thread would kill QEMU whenever that thread
 /// ended.)
-fn spawner() -> io::Result<&'static mpsc::Sender<SpawnJob>> {
-    static SPAWNER: OnceLock<mpsc::Sender<SpawnJob>> = OnceLock::new();
-    if let Some(s) = SPAWNER.get() {
-        return Ok(s);
-    }
-    let (tx, rx) = mpsc::channel::<SpawnJob>();
-    let _thread = threads::spawn("qm-spawner", move || {
-        for job in rx {
-            let result = catch_unwind(AssertUnwindSafe(|| spawn_here(&job)))
-                .unwrap_or_else(|_| Err(io::Error::other("panic while starting QEMU")));
-            let _ = job.reply.send(result);
+///
+/// A forked child does not have its parent's threads: the spawner belongs
+/// to the process that started it, and a child that launches starts its
+/// own (the parent's record is left behind, never used again).
+fn spawner() -> io::Result<&'static Spawner> {
+    let me = getpid();
+    loop {
+        let current = SPAWNER.load(Ordering::Acquire);
+        // SAFETY: a published spawner is never freed.
+        if let Some(s) = unsafe { current.as_ref() } {
+            if s.pid == me {
+                return Ok(s);
+            }
         }
-    })?;
-    // Two first launches may race to here; the loser's thread exits when
-    // its sender is dropped, having spawned nothing.
-    Ok(SPAWNER.get_or_init(|| tx))
+        let (jobs, rx) = mpsc::channel::<SpawnJob>();
+        threads::spawn("qm-spawner", move || {
+            for job in rx {
+                let result = catch_unwind(AssertUnwindSafe(|| spawn_here(&job)))
+                    .unwrap_or_else(|_| Err(io::Error::other("panic while starting QEMU")));
+                // A caller that gave up has dropped its receiver: the
+                // process is dropped here, which kills and reaps it.
+                let _ = job.reply.send(result);
+            }
+        })?;
+        let fresh = Box::into_raw(Box::new(Spawner { pid: me, jobs }));
+        match SPAWNER.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: just published, never freed.
+            Ok(_) => return Ok(unsafe { &*fresh }),
+            Err(_) => {
+                // Another thread of this process won the race; ours ends
+                // when its sender is dropped, having spawned nothing.
+                // SAFETY: `fresh` was never published.
+                drop(unsafe { Box::from_raw(fresh) });
+            }
+        }
+    }
 }
 
 fn spawn_here(job: &SpawnJob) -> io::Result<QemuProcess> {
-    let (program, args) = job
-        .argv
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(job.output.try_clone()?))
-        .stderr(Stdio::from(job.output.try_clone()?));
-    let inherit = job.inherit.clone();
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: sigset_t is plain data filled by sigemptyset.
-    let no_signals = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        set
-    };
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes async-signal-safe syscalls on plain data prepared beforehand.
-    unsafe {
-        cmd.pre_exec(move || {
-            // This thread blocks every signal; QEMU must start with none
-            // blocked.
-            libc::pthread_sigmask(libc::SIG_SETMASK, &no_signals, std::ptr::null_mut());
-            // Die with the host process (see `spawner`); if it is already
-            // gone, do not start at all.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(127);
-            }
-            // Descriptors the host process leaked without O_CLOEXEC must
-            // not reach QEMU either; kernels without close_range just
-            // skip this step.
-            libc::syscall(
-                libc::SYS_close_range,
-                3 as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-            );
-            for &fd in &inherit {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    let pid = child.id() as libc::pid_t;
-    // `Child` neither kills nor waits on drop; from here on the pid is
-    // managed by hand so that every reap goes through `status`.
-    drop(child);
+    let inherit: Vec<BorrowedFd<'_>> = job.inherit.iter().map(|fd| fd.as_fd()).collect();
+    let spawned = spawn(&SpawnRequest {
+        argv: &job.argv,
+        env: &job.env,
+        output: job.output.as_fd(),
+        inherit: &inherit,
+    })?;
     Ok(QemuProcess {
-        pid,
-        pidfd: Mutex::new(pidfd_open(pid).map(Arc::new)),
+        pid: Pid::from_raw(spawned.pid).expect("a child's pid is positive"),
+        pidfd: Mutex::new(Some(Arc::new(spawned.pidfd))),
         status: Mutex::new(None),
+        owner: Owner::current(),
     })
 }
 
 /// A running (or exited, not yet reaped) child process.
 #[derive(Debug)]
 pub(crate) struct QemuProcess {
-    pid: libc::pid_t,
+    pid: Pid,
     /// Closed as soon as the process is reaped; users hold a clone while
     /// they poll it.
     pidfd: Mutex<Option<Arc<OwnedFd>>>,
     /// `Some` once reaped. Held while signalling, so a signal can never be
     /// sent to a pid that was already reaped and possibly reused.
     status: Mutex<Option<ExitStatus>>,
+    owner: Owner,
 }
 
 impl QemuProcess {
     /// Start the process (from the spawner thread) and return once it has
-    /// been exec'd, or with the reason it could not be.
-    pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> io::Result<QemuProcess> {
+    /// been exec'd, or with the reason it could not be; at the latest at
+    /// `deadline`.
+    pub(crate) fn spawn(spec: &SpawnSpec<'_>, deadline: Deadline) -> io::Result<QemuProcess> {
         let (reply, result) = mpsc::sync_channel(1);
         let job = SpawnJob {
             argv: spec.argv.to_vec(),
+            env: spec.env.to_vec(),
             output: spec.output.try_clone()?,
             inherit: spec.inherit.to_vec(),
             reply,
         };
         spawner()?
+            .jobs
             .send(job)
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-        // The caller keeps the inherited descriptors open until this
-        // returns, so the numbers in the job stay valid.
-        result
-            .recv()
-            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+        let gone = |_| io::Error::other("the spawner thread is gone");
+        match deadline.remaining() {
+            None => result.recv().map_err(gone)?,
+            Some(left) => match result.recv_timeout(left) {
+                Ok(spawned) => spawned,
+                Err(mpsc::RecvTimeoutError::Timeout) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the spawner thread did not start QEMU {}",
+                        deadline.describe()
+                    ),
+                )),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    Err(io::Error::other("the spawner thread is gone"))
+                }
+            },
+        }
     }
 
-    pub(crate) fn pid(&self) -> libc::pid_t {
-        self.pid
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid.as_raw_nonzero().get()
     }
 
     /// A descriptor that becomes readable when the process exits, for
-    /// watching it alongside sockets. `None` on kernels without pidfds and
-    /// once the process has been reaped.
+    /// watching it alongside sockets. `None` once the process has been
+    /// reaped.
     pub(crate) fn exit_fd(&self) -> Option<Arc<OwnedFd>> {
         self.pidfd.lock().clone()
     }
 
     /// The exit status if the process has ended (reaping it), else `None`.
+    /// Never blocks.
     pub(crate) fn try_wait(&self) -> Option<ExitStatus> {
         let mut status = self.status.lock();
         if let Some(s) = *status {
             return Some(s);
         }
-        loop {
-            let mut raw: libc::c_int = 0;
-            // SAFETY: plain syscall; `raw` is a valid out pointer.
-            let rc = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
-            if rc == 0 {
-                return None;
+        let result = loop {
+            match waitpid(Some(self.pid), WaitOptions::NOHANG) {
+                Ok(None) => return None,
+                Ok(Some((_, raw))) => break ExitStatus::from_wait_status(raw),
+                Err(Errno::INTR) => continue,
+                // ECHILD: gone, and someone else collected the status.
+                Err(_) => break ExitStatus::Unknown,
             }
-            let result = if rc == self.pid {
-                ExitStatus::from_wait_status(raw)
-            } else {
-                match io::Error::last_os_error().raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    // ECHILD: gone, and someone else collected the status.
-                    _ => ExitStatus::Unknown,
-                }
-            };
-            *status = Some(result);
-            self.pidfd.lock().take();
-            return Some(result);
-        }
+        };
+        *status = Some(result);
+        self.pidfd.lock().take();
+        Some(result)
     }
 
     /// Wait until the process exits or the deadline passes.
     pub(crate) fn wait_until(&self, deadline: Deadline) -> Option<ExitStatus> {
-        let mut backoff = Duration::from_micros(500);
         loop {
             if let Some(s) = self.try_wait() {
                 return Some(s);
@@ -274,45 +278,29 @@ impl QemuProcess {
                 return None;
             }
             match self.exit_fd() {
+                // Readable once the process has exited.
                 Some(fd) => {
-                    // Readable once the process has exited; errors fall back
-                    // to the retry loop.
-                    let _ = poll_one(fd.as_fd(), libc::POLLIN, None, deadline);
+                    let _ = wait_ready(
+                        fd.as_fd(),
+                        rustix::event::PollFlags::IN,
+                        None,
+                        None,
+                        deadline,
+                    );
                 }
-                None => {
-                    let nap = deadline.remaining().map_or(backoff, |r| r.min(backoff));
-                    std::thread::sleep(nap);
-                    backoff = (backoff * 2).min(Duration::from_millis(20));
-                }
+                None => std::thread::sleep(Duration::from_millis(1)),
             }
         }
     }
 
     /// Send `sig` unless the process has already been reaped.
-    pub(crate) fn signal(&self, sig: libc::c_int) {
+    pub(crate) fn signal(&self, sig: Signal) {
         let status = self.status.lock();
         if status.is_some() {
             return;
         }
         if let Some(fd) = self.pidfd.lock().as_ref() {
-            // SAFETY: plain syscall on a pidfd we own.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    fd.as_raw_fd(),
-                    sig,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0 as libc::c_uint,
-                )
-            };
-            if rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-                return;
-            }
-        }
-        // SAFETY: the pid is our unreaped child (checked under the lock), so
-        // it cannot have been reused.
-        unsafe {
-            libc::kill(self.pid, sig);
+            let _ = rustix::process::pidfd_send_signal(fd, sig);
         }
     }
 
@@ -320,7 +308,7 @@ impl QemuProcess {
     /// die at once; after a minute the status is reported as unknown rather
     /// than hanging the caller.
     pub(crate) fn kill_and_reap(&self) -> ExitStatus {
-        self.signal(libc::SIGKILL);
+        self.signal(Signal::KILL);
         self.wait_until(Deadline::after(Some(Duration::from_secs(60))))
             .unwrap_or(ExitStatus::Unknown)
     }
@@ -333,20 +321,10 @@ impl QemuProcess {
 
 impl Drop for QemuProcess {
     fn drop(&mut self) {
-        // Never leave a running child or a zombie behind.
-        if self.try_wait().is_none() {
+        // Never leave a running child or a zombie behind — unless this is
+        // a forked child's copy: the process is the parent's.
+        if self.owner.is_current() && self.try_wait().is_none() {
             self.kill_and_reap();
         }
     }
-}
-
-fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; on success it returns a new fd (O_CLOEXEC is
-    // implied for pidfds) that we take ownership of.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }

@@ -1,23 +1,25 @@
-//! Stream sockets as the library uses them: close-on-exec from birth, writes
-//! that never raise SIGPIPE, and reads bounded by a deadline while watching
-//! an optional second descriptor (QEMU's pidfd) for "the process is gone".
+//! Descriptors as the library uses them: sockets that are close-on-exec
+//! from birth and never raise SIGPIPE, non-blocking reads and writes, one
+//! `ppoll` bounded by a deadline, and eventfds for readiness that C event
+//! loops can watch.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use rustix::io::{fcntl_dupfd_cloexec, Errno};
+use rustix::net::{
+    sendmsg, AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+    Shutdown, SocketFlags, SocketType,
+};
 
 use crate::deadline::Deadline;
 
-/// What a bounded read produced.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Received {
-    /// `n > 0` bytes were read.
-    Data(usize),
-    /// The peer closed the connection (or reset it).
-    Eof,
-    /// The deadline passed first.
-    Timeout,
-    /// The watched descriptor became readable first (QEMU exited).
-    WatchFired,
+/// A connected stream socket (Unix or TCP) owned by the library.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    fd: OwnedFd,
 }
 
 /// A send that failed after writing `sent` bytes (possibly 0).
@@ -27,30 +29,16 @@ pub(crate) struct PartialSend {
     pub sent: usize,
 }
 
-/// A connected stream socket (Unix or TCP) owned by the library.
-#[derive(Debug)]
-pub(crate) struct Socket {
-    fd: OwnedFd,
-}
-
 impl Socket {
-    /// A connected `AF_UNIX` stream pair, both ends close-on-exec.
+    /// A connected `AF_UNIX` stream pair, both ends close-on-exec and above
+    /// the standard descriptors.
     pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
-        let rc = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: socketpair succeeded, so both fds are open and ours alone.
-        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
         Ok((
             Socket {
                 fd: above_stdio(a)?,
@@ -66,167 +54,83 @@ impl Socket {
         Socket { fd }
     }
 
-    /// Send all of `data`, waiting for buffer space until `deadline`.
-    /// `MSG_NOSIGNAL`: a peer that has gone away yields `EPIPE`, never a
-    /// signal that would kill the host process.
-    pub(crate) fn send_all(&self, data: &[u8], deadline: Deadline) -> Result<(), PartialSend> {
-        let mut sent = 0;
-        self.send_from(data, &mut sent, deadline)
-            .map_err(|error| PartialSend { error, sent })
+    /// Write what the socket takes now. `Ok(None)`: it would block.
+    /// `MSG_NOSIGNAL`: a peer that has gone yields `EPIPE`, never a signal.
+    pub(crate) fn try_send(&self, data: &[u8]) -> io::Result<Option<usize>> {
+        retry(|| rustix::net::send(&self.fd, data, SendFlags::NOSIGNAL | SendFlags::DONTWAIT))
     }
 
-    /// Send `data` with `fd` attached as `SCM_RIGHTS` ancillary data (on
-    /// the first byte), then the rest of `data` if the first send was
-    /// partial. Unix sockets only.
-    pub(crate) fn send_with_fd(
+    /// Like [`Socket::try_send`], with `fd` attached to the first byte as
+    /// `SCM_RIGHTS` ancillary data (Unix sockets only).
+    pub(crate) fn try_send_with_fd(
         &self,
         data: &[u8],
         fd: BorrowedFd<'_>,
+    ) -> io::Result<Option<usize>> {
+        let fds = [fd];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        retry(|| {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            control.push(SendAncillaryMessage::ScmRights(&fds));
+            sendmsg(
+                &self.fd,
+                &[io::IoSlice::new(data)],
+                &mut control,
+                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+            )
+        })
+    }
+
+    /// Read what is there. `Ok(None)`: nothing yet; `Ok(Some(0))`: the peer
+    /// closed the connection (a reset counts as a close: a peer that exits
+    /// with unread input resets the stream).
+    pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match retry(|| rustix::net::recv(&self.fd, &mut *buf, RecvFlags::DONTWAIT).map(|r| r.0)) {
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Ok(Some(0)),
+            other => other,
+        }
+    }
+
+    /// Send all of `data`, waiting for buffer space until `deadline`, and
+    /// giving up early if `watch` (QEMU's pidfd) becomes readable.
+    pub(crate) fn send_all(
+        &self,
+        data: &[u8],
+        watch: Option<BorrowedFd<'_>>,
         deadline: Deadline,
     ) -> Result<(), PartialSend> {
         let mut sent = 0;
-        self.send_first_with_fd(data, fd, &mut sent, deadline)
-            .and_then(|()| self.send_from(data, &mut sent, deadline))
-            .map_err(|error| PartialSend { error, sent })
-    }
-
-    fn send_first_with_fd(
-        &self,
-        data: &[u8],
-        fd: BorrowedFd<'_>,
-        sent: &mut usize,
-        deadline: Deadline,
-    ) -> io::Result<()> {
-        let raw = fd.as_raw_fd();
-        let fd_len = std::mem::size_of::<RawFd>() as libc::c_uint;
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(fd_len) } as usize;
-        // u64 storage keeps the control buffer aligned for cmsghdr.
-        let mut control = vec![0u64; space.div_ceil(8)];
-        loop {
-            let mut iov = libc::iovec {
-                iov_base: data.as_ptr() as *mut libc::c_void,
-                iov_len: data.len(),
-            };
-            // SAFETY: msghdr is plain data; every pointer set below points to
-            // a live buffer of the stated length for the duration of sendmsg.
-            let n = unsafe {
-                let mut msg: libc::msghdr = std::mem::zeroed();
-                msg.msg_iov = &mut iov;
-                msg.msg_iovlen = 1;
-                msg.msg_control = control.as_mut_ptr().cast();
-                msg.msg_controllen = space as _;
-                let cmsg = libc::CMSG_FIRSTHDR(&msg);
-                (*cmsg).cmsg_level = libc::SOL_SOCKET;
-                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(fd_len) as _;
-                std::ptr::copy_nonoverlapping(
-                    (&raw as *const RawFd).cast::<u8>(),
-                    libc::CMSG_DATA(cmsg),
-                    fd_len as usize,
-                );
-                libc::sendmsg(
-                    self.fd.as_raw_fd(),
-                    &msg,
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                *sent = n as usize;
-                return Ok(());
+        while sent < data.len() {
+            match self.try_send(&data[sent..]) {
+                Ok(Some(n)) => sent += n,
+                Ok(None) => {
+                    let fail = |error| PartialSend { error, sent };
+                    let ready = wait_ready(self.as_fd(), PollFlags::OUT, watch, None, deadline)
+                        .map_err(fail)?;
+                    if ready.timed_out {
+                        return Err(fail(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "timed out waiting to write (the peer is not reading)",
+                        )));
+                    }
+                    if ready.exited && !ready.writable {
+                        return Err(fail(io::Error::new(
+                            io::ErrorKind::BrokenPipe,
+                            "QEMU exited",
+                        )));
+                    }
+                }
+                Err(error) => return Err(PartialSend { error, sent }),
             }
-            self.before_retrying_send(io::Error::last_os_error(), deadline)?;
-        }
-    }
-
-    /// After a failed send: `Ok` to try again (interrupted, or writable
-    /// again), else the error to give up with.
-    fn before_retrying_send(&self, err: io::Error, deadline: Deadline) -> io::Result<()> {
-        match err.raw_os_error() {
-            Some(libc::EINTR) => Ok(()),
-            Some(libc::EAGAIN) => match poll_one(self.fd.as_fd(), libc::POLLOUT, None, deadline)? {
-                Ready::Timeout => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "timed out waiting to write (peer not reading)",
-                )),
-                Ready::Fd | Ready::Watch => Ok(()),
-            },
-            _ => Err(err),
-        }
-    }
-
-    fn send_from(&self, all: &[u8], sent: &mut usize, deadline: Deadline) -> io::Result<()> {
-        while *sent < all.len() {
-            let data = &all[*sent..];
-            // SAFETY: `data` is a valid readable buffer of `data.len()` bytes.
-            let n = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    data.as_ptr().cast(),
-                    data.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                *sent += n as usize;
-                continue;
-            }
-            self.before_retrying_send(io::Error::last_os_error(), deadline)?;
         }
         Ok(())
     }
 
-    /// Read what is available into `buf`, waiting until `deadline` for data,
-    /// and giving up early if `watch` becomes readable while no data is
-    /// pending.
-    pub(crate) fn recv(
-        &self,
-        buf: &mut [u8],
-        deadline: Deadline,
-        watch: Option<BorrowedFd<'_>>,
-    ) -> io::Result<Received> {
-        loop {
-            // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 {
-                return Ok(Received::Data(n as usize));
-            }
-            if n == 0 {
-                return Ok(Received::Eof);
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                // A peer that exits with unread input resets the stream;
-                // for the reader that is the same as an orderly close.
-                Some(libc::ECONNRESET) => return Ok(Received::Eof),
-                Some(libc::EAGAIN) => {
-                    match poll_one(self.fd.as_fd(), libc::POLLIN, watch, deadline)? {
-                        Ready::Fd => continue,
-                        Ready::Watch => return Ok(Received::WatchFired),
-                        Ready::Timeout => return Ok(Received::Timeout),
-                    }
-                }
-                _ => return Err(err),
-            }
-        }
-    }
-
     /// Shut both directions down: wakes any thread blocked reading this
-    /// socket (it sees EOF) and tells the peer we are gone.
+    /// socket (it sees EOF) and tells the peer we are gone. Acts on the
+    /// open file description, which a forked child shares: owner only.
     pub(crate) fn shutdown(&self) {
-        // SAFETY: plain syscall on an fd we own; errors (ENOTCONN) are
-        // irrelevant here.
-        unsafe {
-            libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR);
-        }
+        let _ = rustix::net::shutdown(&self.fd, Shutdown::Both);
     }
 
     pub(crate) fn into_fd(self) -> OwnedFd {
@@ -246,77 +150,87 @@ impl AsFd for Socket {
     }
 }
 
-/// What [`poll_one`] saw first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ready {
-    /// The descriptor is ready (or has an error or hangup to report).
-    Fd,
-    /// The watched descriptor became readable (QEMU exited).
-    Watch,
-    Timeout,
+/// Run a non-blocking call, restarting on `EINTR`; `EAGAIN` becomes
+/// `Ok(None)`.
+fn retry<T>(mut call: impl FnMut() -> rustix::io::Result<T>) -> io::Result<Option<T>> {
+    loop {
+        match call() {
+            Ok(v) => return Ok(Some(v)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
-/// Wait until `fd` reports `events`, or `watch` (if any) becomes readable,
-/// or the deadline passes. The descriptor wins a tie: data written just
+/// What [`wait_ready`] saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// The main descriptor has input, or an error or hang-up to report.
+    pub readable: bool,
+    /// The main descriptor is writable (or has an error to report).
+    pub writable: bool,
+    /// QEMU's pidfd is readable: QEMU has exited.
+    pub exited: bool,
+    /// The interrupting descriptor is readable.
+    pub interrupted: bool,
+    /// The deadline passed with nothing ready.
+    pub timed_out: bool,
+}
+
+/// Wait until `fd` reports `events`, `exit` (QEMU's pidfd) or `interrupt`
+/// become readable, or the deadline passes. Everything that is ready is
+/// reported, so a caller can give the socket precedence: data written just
 /// before QEMU exited must still be read.
-pub(crate) fn poll_one(
+pub(crate) fn wait_ready(
     fd: BorrowedFd<'_>,
-    events: libc::c_short,
-    watch: Option<BorrowedFd<'_>>,
+    events: PollFlags,
+    exit: Option<BorrowedFd<'_>>,
+    interrupt: Option<BorrowedFd<'_>>,
     deadline: Deadline,
 ) -> io::Result<Ready> {
-    let mut fds = [
-        libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: watch.map_or(-1, |w| w.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let count = if watch.is_some() { 2 } else { 1 };
-    if !poll(&mut fds[..count], deadline)? {
-        Ok(Ready::Timeout)
-    } else if fds[0].revents != 0 {
-        Ok(Ready::Fd)
-    } else {
-        Ok(Ready::Watch)
+    let mut fds = Vec::with_capacity(3);
+    fds.push(PollFd::from_borrowed_fd(fd, events));
+    if let Some(e) = exit {
+        fds.push(PollFd::from_borrowed_fd(e, PollFlags::IN));
     }
+    if let Some(i) = interrupt {
+        fds.push(PollFd::from_borrowed_fd(i, PollFlags::IN));
+    }
+    if !poll_until(&mut fds, deadline)? {
+        return Ok(Ready {
+            timed_out: true,
+            ..Ready::default()
+        });
+    }
+    let main = fds[0].revents();
+    let trouble = PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL;
+    let mut ready = Ready {
+        readable: main.intersects(PollFlags::IN | PollFlags::RDHUP | PollFlags::PRI | trouble),
+        writable: main.intersects(PollFlags::OUT | trouble),
+        ..Ready::default()
+    };
+    let mut rest = fds[1..].iter();
+    if exit.is_some() {
+        ready.exited = !rest.next().expect("polled").revents().is_empty();
+    }
+    if interrupt.is_some() {
+        ready.interrupted = !rest.next().expect("polled").revents().is_empty();
+    }
+    Ok(ready)
 }
 
 /// `ppoll` until something is ready or the deadline passes, restarting on
 /// `EINTR` with the remaining time. `Ok(false)` on timeout.
-fn poll(fds: &mut [libc::pollfd], deadline: Deadline) -> io::Result<bool> {
+pub(crate) fn poll_until(fds: &mut [PollFd<'_>], deadline: Deadline) -> io::Result<bool> {
     loop {
         let ts = deadline.timespec();
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `fds` is a valid slice of pollfd; `ts_ptr` is null or
-        // points to a timespec that outlives the call.
-        let rc = unsafe {
-            libc::ppoll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                ts_ptr,
-                std::ptr::null(),
-            )
-        };
-        if rc > 0 {
-            return Ok(true);
-        }
-        if rc == 0 {
-            if deadline.expired() {
-                return Ok(false);
-            }
-            continue;
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
+        match poll(fds, ts.as_ref()) {
+            Ok(0) if deadline.expired() => return Ok(false),
+            Ok(0) => continue,
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -329,11 +243,44 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
-    // SAFETY: plain fcntl on an fd we own; the result is a new fd we own.
-    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
+    Ok(fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// A descriptor that is readable exactly while a flag is set: what a C
+/// event loop polls to learn that a queue has something for it.
+#[derive(Debug)]
+pub(crate) struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub(crate) fn new() -> io::Result<EventFd> {
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(EventFd {
+            fd: above_stdio(fd)?,
+        })
     }
-    // SAFETY: `dup` was just created and belongs to nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+
+    /// Make it readable (idempotent).
+    pub(crate) fn set(&self) {
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+
+    /// Make it not readable (idempotent).
+    pub(crate) fn clear(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut buf);
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }

@@ -149,7 +149,7 @@ fn killing_qemu_during_a_console_wait_disconnects() {
 fn console_on_a_later_serial_port_and_a_named_device() {
     // console_index 1: one `-serial null` first, so the console is ttyS1.
     let mut config = guest_config_on("ttyS1");
-    config.console(None, 1);
+    config.console(None, 1).unwrap();
     let m = booted_guest(config);
     let line = m.command_line().unwrap().join(" ");
     assert!(
@@ -166,7 +166,7 @@ fn console_on_a_later_serial_port_and_a_named_device() {
     m.kill().unwrap();
 
     let mut config = guest_config();
-    config.console(Some("isa-serial"), 0);
+    config.console(Some("isa-serial"), 0).unwrap();
     let m = booted_guest(config);
     let line = m.command_line().unwrap().join(" ");
     assert!(
@@ -202,12 +202,12 @@ fn unread_console_flood_for_30_seconds_still_shuts_down_cleanly() {
 }
 
 #[test]
-fn console_calls_without_a_console_are_state_errors() {
+fn console_calls_without_a_console_are_configuration_errors() {
     let m = launched_none();
-    assert!(matches!(m.console_read(), Err(Error::State(_))));
+    assert!(matches!(m.console_read(), Err(Error::AddDevice(_))));
     assert!(matches!(
         m.console_wait("x", None, ms(0)),
-        Err(Error::State(_))
+        Err(Error::AddDevice(_))
     ));
     let unlaunched = Machine::new(guest_config());
     assert!(matches!(unlaunched.console_read(), Err(Error::State(_))));

@@ -387,7 +387,7 @@ fn relaunch_after_shutdown_and_configure_rules() {
             Err(Error::State(_))
         ));
         m.configure(|c| {
-            c.name(format!("round-{round}"));
+            c.name(format!("round-{round}")).unwrap();
         })
         .unwrap();
     }
@@ -416,7 +416,7 @@ fn temp_dir_is_private_and_removed() {
 fn log_dir_keeps_the_log_file() {
     let logs = scratch_dir();
     let mut config = none_config();
-    config.log_dir(logs.path()).name("vm1");
+    config.log_dir(logs.path()).name("vm1").unwrap();
     config.args(["-d", "help"]);
     let m = Machine::new(config);
     let _ = m.launch();

@@ -58,7 +58,7 @@ fn negotiation_faults_fail_the_launch() {
         (Scenario::GarbageGreeting, "invalid JSON"),
         (
             Scenario::CloseBeforeGreeting,
-            "closed before the QMP greeting",
+            "closed the QMP connection before the QMP greeting",
         ),
         (
             Scenario::CloseAfterGreeting,
@@ -101,7 +101,6 @@ fn garbage_is_a_sticky_protocol_error_and_shutdown_cleans_up() {
     for (scenario, needle) in [
         (Scenario::Garbage, "this is not json"),
         (Scenario::InvalidUtf8, "invalid JSON"),
-        (Scenario::ErrorWithoutId, "error without an id"),
     ] {
         let m = launched_fake(scenario);
         let pid = m.pid().unwrap();
@@ -174,19 +173,155 @@ fn a_number_no_f64_holds_is_an_error_not_a_panic() {
     m.shutdown(SHORT).unwrap();
 }
 
-fn unknown_ids_are_dropped() {
-    let m = launched_fake(Scenario::UnknownIdThenReply);
+fn a_reply_to_no_command_is_dropped_and_counted() {
+    let m = launched_fake(Scenario::StrayReply);
+    // Let the stray reply arrive, and be routed, before the first command
+    // goes out. (Replies are matched by order: a reply read while a
+    // command is in flight is that command's. QEMU never sends one
+    // unasked.)
+    std::thread::sleep(Duration::from_millis(100));
+    m.dispatch().unwrap();
     let reply = m.command("query-status", None, SHORT).unwrap();
     assert_eq!(reply["status"], "running");
     assert_eq!(m.stray_replies(), 1);
     m.shutdown(SHORT).unwrap();
+}
 
-    // Only an unknown id: the caller's own reply never comes.
-    let m = launched_fake(Scenario::UnknownIdOnly);
-    let err = m.command("query-status", None, ms(300)).unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err}");
-    assert_eq!(m.stray_replies(), 1);
+/// Item 8 of the hardening issue: QEMU's error without id for input its
+/// parser rejects is the reply to the command that carried it; the
+/// connection lives on.
+fn a_parse_error_belongs_to_its_command() {
+    let m = launched_fake(Scenario::Normal);
+    let err = m
+        .command("x", Some(&json!({"unparseable": true})), SHORT)
+        .unwrap_err();
+    let Error::Command { class, desc, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(class, "GenericError");
+    assert!(desc.contains("JSON parse error"), "{desc}");
+    let echo = m.command("after", None, SHORT).unwrap();
+    assert_eq!(echo["echo"]["execute"], "after");
     m.shutdown(SHORT).unwrap();
+}
+
+/// Replies are matched by order: a reply that comes after its caller gave
+/// up takes its command's place and is dropped; the next command gets its
+/// own reply.
+fn a_late_reply_is_not_taken_for_the_next_command() {
+    let m = launched_fake(Scenario::Normal);
+    let err = m.command("slow", None, ms(200)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    let echo = m.command("next", None, SHORT).unwrap();
+    assert_eq!(echo["echo"]["execute"], "next", "{echo}");
+    assert_eq!(m.stray_replies(), 1);
+    // Several threads at once, each gets its own reply.
+    let m = Arc::new(m);
+    let workers: Vec<_> = (0..8)
+        .map(|t| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let name = format!("t{t}-{i}");
+                    let args = json!({"n": i, "t": t});
+                    let echo = m.command(&name, Some(&args), SHORT).unwrap();
+                    assert_eq!(echo["echo"]["execute"], name.as_str());
+                    assert_eq!(echo["echo"]["arguments"], args);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    m.shutdown(SHORT).unwrap();
+}
+
+fn events_before_the_greeting_are_queued() {
+    let m = launched_fake(Scenario::EventsBeforeGreeting);
+    let early = m.events_take().unwrap();
+    assert_eq!(early.len(), 2, "{early:?}");
+    assert_eq!(early[0]["event"], "EARLY");
+    m.shutdown(SHORT).unwrap();
+}
+
+fn replies_with_escaped_keys_are_understood() {
+    let m = launched_fake(Scenario::EscapedKeys);
+    let reply = m.command("query-x", None, SHORT).unwrap();
+    assert_eq!(reply["escaped"], true);
+    m.shutdown(SHORT).unwrap();
+}
+
+/// Item 3: deadlines hold while data keeps arriving.
+fn deadlines_hold_under_an_event_flood() {
+    let m = launched_fake(Scenario::EventFlood);
+    let t = Instant::now();
+    let err = m.command("query-status", None, ms(1000)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(elapsed_ms(t) < 1500, "command took {} ms", elapsed_ms(t));
+    let t = Instant::now();
+    let err = m.event_wait(Some("NEVER"), None, ms(1000)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(elapsed_ms(t) < 1500, "event wait took {} ms", elapsed_ms(t));
+    assert!(m.events_dropped() > 0 || !m.events_take().unwrap().is_empty());
+    m.kill().unwrap();
+
+    // Launch and attach: negotiation against a peer that floods instead
+    // of answering.
+    let m = fake_machine(Scenario::NegotiationFlood, 1000);
+    let t = Instant::now();
+    assert!(matches!(m.launch(), Err(Error::Launch(_))));
+    assert!(elapsed_ms(t) < 1500, "launch took {} ms", elapsed_ms(t));
+    let (port, _server) = fake_qmp::listen_tcp(Scenario::NegotiationFlood);
+    let t = Instant::now();
+    let err = Machine::attach_tcp("127.0.0.1", port, ms(1000)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(elapsed_ms(t) < 1500, "attach took {} ms", elapsed_ms(t));
+}
+
+/// This process's resident memory (VmRSS) and peak (VmHWM), in KiB.
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Item 15: memory is bounded by bytes, not only by event count.
+fn memory_stays_bounded_against_big_events_and_endless_lines() {
+    let (rss_before, _) = memory_kib();
+    let m = launched_fake(Scenario::BigEventFlood);
+    let err = m.event_wait(Some("NEVER"), None, ms(3000)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    let (rss, _) = memory_kib();
+    assert!(m.events_dropped() > 0, "the flood overflowed the queue");
+    // The queue keeps 16 MiB of event text; allow for the parsed values.
+    assert!(
+        rss.saturating_sub(rss_before) < 96 << 10,
+        "RSS grew from {rss_before} to {rss} KiB"
+    );
+    m.kill().unwrap();
+
+    let (_, peak_before) = memory_kib();
+    let m = launched_fake(Scenario::EndlessLine);
+    let err = m
+        .command("query-status", None, Some(Duration::from_secs(60)))
+        .unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err}");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    let (_, peak) = memory_kib();
+    // The line limit is 128 MiB: the buffer peaks near it, not at twice.
+    assert!(
+        peak.saturating_sub(peak_before) < 160 << 10,
+        "peak grew from {peak_before} to {peak} KiB"
+    );
+    m.kill().unwrap();
 }
 
 fn a_reply_that_never_comes_times_out_on_time() {
@@ -508,56 +643,36 @@ fn qemu_dies_with_its_host_process() {
 
 type Test = (&'static str, fn());
 
-const TESTS: &[Test] = &[
-    (
-        "negotiation_faults_fail_the_launch",
-        negotiation_faults_fail_the_launch,
-    ),
-    (
-        "garbage_is_a_sticky_protocol_error_and_shutdown_cleans_up",
-        garbage_is_a_sticky_protocol_error_and_shutdown_cleans_up,
-    ),
-    (
-        "reply_cut_mid_line_then_close_disconnects",
-        reply_cut_mid_line_then_close_disconnects,
-    ),
-    ("a_64_mib_reply_arrives_whole", a_64_mib_reply_arrives_whole),
-    ("unknown_ids_are_dropped", unknown_ids_are_dropped),
-    (
-        "a_number_no_f64_holds_is_an_error_not_a_panic",
-        a_number_no_f64_holds_is_an_error_not_a_panic,
-    ),
-    (
-        "a_reply_that_never_comes_times_out_on_time",
-        a_reply_that_never_comes_times_out_on_time,
-    ),
-    (
-        "events_interleaved_with_replies_keep_their_order",
-        events_interleaved_with_replies_keep_their_order,
-    ),
-    ("attached_fakes", attached_fakes),
-    ("sigkill_during_launch", sigkill_during_launch),
-    (
-        "sigkill_during_command_event_wait_and_shutdown",
-        sigkill_during_command_event_wait_and_shutdown,
-    ),
-    ("sigkill_during_console_wait", sigkill_during_console_wait),
-    (
-        "sigstop_then_command_timeout_then_abnormal_shutdown",
-        sigstop_then_command_timeout_then_abnormal_shutdown,
-    ),
-    (
-        "writes_to_a_dead_qemu_raise_no_sigpipe",
-        writes_to_a_dead_qemu_raise_no_sigpipe,
-    ),
-    (
-        "arguments_never_pass_through_a_shell",
-        arguments_never_pass_through_a_shell,
-    ),
-    (
-        "qemu_dies_with_its_host_process",
-        qemu_dies_with_its_host_process,
-    ),
+/// Every test, by name.
+macro_rules! tests {
+    ($($test:ident),* $(,)?) => {
+        &[$((stringify!($test), $test as fn())),*]
+    };
+}
+
+const TESTS: &[Test] = tests![
+    negotiation_faults_fail_the_launch,
+    garbage_is_a_sticky_protocol_error_and_shutdown_cleans_up,
+    reply_cut_mid_line_then_close_disconnects,
+    a_64_mib_reply_arrives_whole,
+    a_reply_to_no_command_is_dropped_and_counted,
+    a_parse_error_belongs_to_its_command,
+    a_late_reply_is_not_taken_for_the_next_command,
+    events_before_the_greeting_are_queued,
+    replies_with_escaped_keys_are_understood,
+    deadlines_hold_under_an_event_flood,
+    memory_stays_bounded_against_big_events_and_endless_lines,
+    a_number_no_f64_holds_is_an_error_not_a_panic,
+    a_reply_that_never_comes_times_out_on_time,
+    events_interleaved_with_replies_keep_their_order,
+    attached_fakes,
+    sigkill_during_launch,
+    sigkill_during_command_event_wait_and_shutdown,
+    sigkill_during_console_wait,
+    sigstop_then_command_timeout_then_abnormal_shutdown,
+    writes_to_a_dead_qemu_raise_no_sigpipe,
+    arguments_never_pass_through_a_shell,
+    qemu_dies_with_its_host_process,
 ];
 
 fn main() {

@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     for item in &whole {
         if let Item::Line(line) = item {
             match parse_message(line) {
-                Ok(Some(Message::Reply { reply, .. })) => {
+                Ok(Some(Message::Reply(reply))) => {
                     // The text of the whole reply parses exactly when its
                     // value can be had, and to the same value.
                     let whole = serde_json::from_str::<serde_json::Value>(&reply.to_json_text());

@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_uint};
 
 use super::boundary::status_call;
+use super::bytes::qm_bytes;
 use super::error::qm_error;
 use super::input::{
     non_empty_str, optional_non_empty_str, optional_str, put, put_string, required_str, timeout,
@@ -10,9 +11,6 @@ use super::input::{
 use super::machine::{enter, qm_machine, set_text};
 use super::status::qm_status;
 use crate::error::Error;
-
-/// Largest `console_index` accepted (QEMU itself has 4 serial ports).
-const MAX_CONSOLE_INDEX: c_uint = 64;
 
 /// Give the machine a serial console, as QEMU's `QEMUMachine.set_console`:
 /// `device_type` NULL adds `-serial chardev:console` (the machine's default
@@ -27,23 +25,19 @@ const MAX_CONSOLE_INDEX: c_uint = 64;
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`console_index` above 64, bad
 /// string), QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_console(
+pub unsafe extern "C" fn qm_set_console(
     m: *mut qm_machine,
     device_type: *const c_char,
     console_index: c_uint,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let device_type = optional_str(device_type, "device_type")?;
-        if console_index > MAX_CONSOLE_INDEX {
-            return Err(Error::invalid(format!(
-                "`console_index` must be at most {MAX_CONSOLE_INDEX}, got {console_index}"
-            )));
-        }
-        enter(m)?.configure(|c| {
-            c.console(device_type, console_index);
-        })
+        enter(m)?.try_configure(|c| c.console(device_type, console_index).map(drop))
     })
 }
 
@@ -53,11 +47,14 @@ pub extern "C" fn qm_set_console(
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched). A
 /// file that cannot be opened makes qm_launch() fail with QM_ERR_LAUNCH.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_console_log(
+pub unsafe extern "C" fn qm_set_console_log(
     m: *mut qm_machine,
     path: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     set_text(m, path, "path", err, |c, v| {
         c.console_log(v);
@@ -78,14 +75,17 @@ pub extern "C" fn qm_set_console_log(
 /// QM_ERR_STATE (never launched, no console); QM_ERR_INVALID_ARGUMENT
 /// (empty pattern, bad string, bad timeout). Output stays readable after
 /// QEMU has exited, until the next launch.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_console_wait(
+pub unsafe extern "C" fn qm_console_wait(
     m: *mut qm_machine,
     success: *const c_char,
     failure: *const c_char,
     timeout_ms: i64,
-    output: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    output: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let success = non_empty_str(success, "success")?;
@@ -103,12 +103,15 @@ pub extern "C" fn qm_console_wait(
 ///
 /// Statuses: QM_OK; QM_ERR_DISCONNECTED; QM_ERR_STATE (not running, no
 /// console); QM_ERR_INVALID_ARGUMENT (`m` or `data` NULL).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_console_write(
+pub unsafe extern "C" fn qm_console_write(
     m: *mut qm_machine,
     data: *const c_char,
     len: usize,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         if data.is_null() {
@@ -125,15 +128,18 @@ pub extern "C" fn qm_console_write(
 /// The output returned includes the echo of the command.
 ///
 /// Statuses: as qm_console_wait().
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_console_exec(
+pub unsafe extern "C" fn qm_console_exec(
     m: *mut qm_machine,
     command: *const c_char,
     success: *const c_char,
     failure: *const c_char,
     timeout_ms: i64,
-    output: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    output: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let command = required_str(command, "command")?;
@@ -152,15 +158,41 @@ pub extern "C" fn qm_console_exec(
 ///
 /// Statuses: QM_OK, QM_ERR_STATE (never launched, no console),
 /// QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_console_read(
+pub unsafe extern "C" fn qm_console_read(
     m: *mut qm_machine,
-    output: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    output: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let text = enter(m)?.console_read()?;
         put_string(output, text);
+        Ok(())
+    })
+}
+
+/// As qm_console_read(), byte-exact: the console output after the read
+/// cursor, NUL bytes and invalid UTF-8 included, without waiting; the
+/// cursor moves to the end. On QM_OK `*out` (if not NULL) receives the
+/// bytes (possibly none); release them with qm_bytes_free().
+///
+/// Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_ADD_DEVICE (no
+/// console), QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
+#[no_mangle]
+pub unsafe extern "C" fn qm_console_read_bytes(
+    m: *mut qm_machine,
+    out: Option<&mut qm_bytes>,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
+    status_call(err, || {
+        let bytes = enter(m)?.console_read_bytes()?;
+        put(out, qm_bytes::new(bytes));
         Ok(())
     })
 }
@@ -170,11 +202,14 @@ pub extern "C" fn qm_console_read(
 /// the count.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_console_dropped(
+pub unsafe extern "C" fn qm_console_dropped(
     m: *const qm_machine,
-    bytes: *mut u64,
-    err: *mut *mut qm_error,
+    bytes: Option<&mut u64>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         put(bytes, enter(m)?.console_dropped());

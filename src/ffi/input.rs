@@ -1,6 +1,8 @@
-//! Argument conversions for the C API: every raw pointer from C is checked
-//! here, and every string handed back to C is made here. Errors name the
-//! parameter.
+//! Argument conversions for the C API: every raw pointer from C is read
+//! here, in `unsafe fn`s whose `# Safety` sections state what the caller
+//! (the exported function, relaying the C caller's contract) guarantees.
+//! Results go out through typed `Option<&mut T>` parameters, so writing
+//! them needs no `unsafe`. Errors name the parameter.
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::os::fd::BorrowedFd;
@@ -11,14 +13,22 @@ use serde_json::Value;
 use super::status::{QM_TIMEOUT_FOREVER, QM_TIMEOUT_MAX_MS};
 use crate::error::{Error, Result};
 use crate::qmp::framing::json_kind;
+use crate::qmp::wire::Arguments;
 
 /// A required NUL-terminated UTF-8 string.
-pub(crate) fn required_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid and
+/// unchanged for the lifetime `'a` chosen by the caller (the call).
+pub(crate) unsafe fn required_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
     optional_str(p, name)?.ok_or_else(|| Error::invalid(format!("`{name}` is NULL")))
 }
 
-/// A required, non-empty string (a console pattern, a host name).
-pub(crate) fn non_empty_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
+/// A required, non-empty string (a console pattern, a command name).
+///
+/// # Safety
+/// As [`required_str`].
+pub(crate) unsafe fn non_empty_str<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
     let s = required_str(p, name)?;
     if s.is_empty() {
         return Err(Error::invalid(format!("`{name}` must not be empty")));
@@ -27,7 +37,13 @@ pub(crate) fn non_empty_str<'a>(p: *const c_char, name: &str) -> Result<&'a str>
 }
 
 /// An optional string that must not be empty when given.
-pub(crate) fn optional_non_empty_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>> {
+///
+/// # Safety
+/// As [`required_str`].
+pub(crate) unsafe fn optional_non_empty_str<'a>(
+    p: *const c_char,
+    name: &str,
+) -> Result<Option<&'a str>> {
     match optional_str(p, name)? {
         Some("") => Err(Error::invalid(format!(
             "`{name}` must not be empty (pass NULL for none)"
@@ -37,12 +53,14 @@ pub(crate) fn optional_non_empty_str<'a>(p: *const c_char, name: &str) -> Result
 }
 
 /// An optional NUL-terminated UTF-8 string (NULL → `None`).
-pub(crate) fn optional_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>> {
+///
+/// # Safety
+/// As [`required_str`].
+pub(crate) unsafe fn optional_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>> {
     if p.is_null() {
         return Ok(None);
     }
-    // SAFETY: not NULL; the caller's contract is a NUL-terminated string
-    // that stays valid for the duration of the call.
+    // SAFETY: not NULL; NUL-terminated and valid for 'a (this fn's contract).
     let c = unsafe { CStr::from_ptr(p) };
     c.to_str().map(Some).map_err(|e| {
         Error::invalid(format!(
@@ -53,7 +71,10 @@ pub(crate) fn optional_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'
 }
 
 /// Optional JSON text that must be an object (NULL → `None`).
-pub(crate) fn optional_object(p: *const c_char, name: &str) -> Result<Option<Value>> {
+///
+/// # Safety
+/// As [`required_str`].
+pub(crate) unsafe fn optional_object(p: *const c_char, name: &str) -> Result<Option<Value>> {
     let Some(text) = optional_str(p, name)? else {
         return Ok(None);
     };
@@ -65,6 +86,18 @@ pub(crate) fn optional_object(p: *const c_char, name: &str) -> Result<Option<Val
         )));
     }
     Ok(Some(value))
+}
+
+/// Optional command arguments: JSON object text, sent as written (NULL →
+/// `None`).
+///
+/// # Safety
+/// As [`required_str`].
+pub(crate) unsafe fn optional_arguments(p: *const c_char, name: &str) -> Result<Option<Arguments>> {
+    let Some(text) = optional_str(p, name)? else {
+        return Ok(None);
+    };
+    Arguments::from_text_named(text, &format!("`{name}`")).map(Some)
 }
 
 /// Parse JSON text from parameter `name`.
@@ -85,16 +118,21 @@ pub(crate) fn timeout(ms: i64, name: &str) -> Result<Option<Duration>> {
     }
 }
 
-/// A descriptor number from C, checked to be open (`fcntl(F_GETFD)`).
-pub(crate) fn borrowed_fd<'a>(fd: c_int, name: &str) -> Result<BorrowedFd<'a>> {
-    // SAFETY: F_GETFD only queries the descriptor table.
-    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(Error::invalid(format!(
-            "`{name}` ({fd}) is not an open file descriptor"
-        )));
+/// A descriptor number from C, checked to be open.
+///
+/// # Safety
+/// If `fd` is open, it stays open for the lifetime `'a` (the call).
+pub(crate) unsafe fn borrowed_fd<'a>(fd: c_int, name: &str) -> Result<BorrowedFd<'a>> {
+    let invalid = || Error::invalid(format!("`{name}` ({fd}) is not an open file descriptor"));
+    if fd < 0 {
+        return Err(invalid());
     }
-    // SAFETY: checked to be open; the caller's contract keeps it open for
-    // the duration of the call.
+    // SAFETY: non-negative; used only for the F_GETFD query below, which
+    // fails cleanly (EBADF) on a closed number.
+    let probe = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(probe).map_err(|_| invalid())?;
+    // SAFETY: open (checked above), and kept open for 'a (this fn's
+    // contract).
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
@@ -107,31 +145,28 @@ pub(crate) fn to_c_string(s: String) -> CString {
     })
 }
 
-/// Hand a string to C through an optional out-pointer (NULL: discarded).
+/// Hand a string to C through an optional out-parameter (NULL: discarded).
 /// The caller frees it with qm_string_free().
-pub(crate) fn put_string(out: *mut *mut c_char, s: String) {
-    if !out.is_null() {
-        // SAFETY: not NULL; the caller's contract is a writable `char **`.
-        unsafe { *out = to_c_string(s).into_raw() };
+pub(crate) fn put_string(out: Option<&mut *mut c_char>, s: String) {
+    if let Some(out) = out {
+        *out = to_c_string(s).into_raw();
     }
 }
 
-/// Hand JSON text to C through an optional out-pointer.
-pub(crate) fn put_json(out: *mut *mut c_char, value: &Value) {
-    if !out.is_null() {
+/// Hand JSON text to C through an optional out-parameter.
+pub(crate) fn put_json(out: Option<&mut *mut c_char>, value: &Value) {
+    if let Some(out) = out {
         // Straight to bytes: `to_string` would go through `fmt` and cost
         // a third more on large replies (query-qmp-schema).
         let text = serde_json::to_vec(value).expect("a Value always serializes");
-        // SAFETY: not NULL; the caller's contract is a writable `char **`.
         // JSON text never contains a raw NUL (it is escaped as \u0000).
-        unsafe { *out = CString::new(text).expect("no NUL in JSON text").into_raw() };
+        *out = CString::new(text).expect("no NUL in JSON text").into_raw();
     }
 }
 
-/// Write a plain value through an optional out-pointer.
-pub(crate) fn put<T>(out: *mut T, value: T) {
-    if !out.is_null() {
-        // SAFETY: not NULL; the caller's contract is a writable pointer.
-        unsafe { *out = value };
+/// Write a plain value through an optional out-parameter.
+pub(crate) fn put<T>(out: Option<&mut T>, value: T) {
+    if let Some(out) = out {
+        *out = value;
     }
 }

@@ -2,12 +2,10 @@
 
 use std::ffi::{c_char, c_int};
 use std::ops::Deref;
-use std::sync::Arc;
-
-use parking_lot::{Condvar, Mutex};
 
 use super::boundary::{status_call, value_call};
 use super::error::qm_error;
+use super::gate::{Gate, Pass};
 use super::input::{borrowed_fd, optional_str, put, put_json, put_string, required_str, timeout};
 use super::status::qm_status;
 use crate::error::{Error, Result};
@@ -19,43 +17,13 @@ use crate::process::ExitStatus;
 /// qm_machine_free(). Opaque.
 pub struct qm_machine {
     machine: Machine,
-    gate: Arc<CallGate>,
-}
-
-/// Counts the calls in flight on a machine, so that qm_machine_free() can
-/// wait for calls blocked in other threads to return before the memory
-/// goes away.
-#[derive(Default)]
-struct CallGate {
-    state: Mutex<GateState>,
-    idle: Condvar,
-}
-
-#[derive(Default)]
-struct GateState {
-    in_flight: usize,
-    closing: bool,
-}
-
-/// One call in flight; leaving the call drops it.
-struct Pass {
-    gate: Arc<CallGate>,
-}
-
-impl Drop for Pass {
-    fn drop(&mut self) {
-        let mut state = self.gate.state.lock();
-        state.in_flight -= 1;
-        if state.in_flight == 0 && state.closing {
-            self.gate.idle.notify_all();
-        }
-    }
+    gate: Gate,
 }
 
 /// A checked machine pointer, valid for one call.
 pub(crate) struct Entered<'a> {
     machine: &'a Machine,
-    _pass: Pass,
+    _pass: Pass<'a>,
 }
 
 impl Deref for Entered<'_> {
@@ -69,26 +37,23 @@ impl Deref for Entered<'_> {
 fn new_handle(machine: Machine) -> *mut qm_machine {
     Box::into_raw(Box::new(qm_machine {
         machine,
-        gate: Arc::default(),
+        gate: Gate::default(),
     }))
 }
 
-/// Check `m` and register a call on it.
-pub(crate) fn enter<'a>(m: *const qm_machine) -> Result<Entered<'a>> {
-    // SAFETY: NULL or a pointer from qm_machine_new() not yet freed (the
-    // caller's contract); a machine being freed is refused below.
+/// Check `m` and register a call on it. A forked child's copy of a machine
+/// is refused before its locks are touched (see `owner.rs`).
+///
+/// # Safety
+/// `m` is NULL or a pointer from qm_machine_new() whose qm_machine_free()
+/// has not begun.
+pub(crate) unsafe fn enter<'a>(m: *const qm_machine) -> Result<Entered<'a>> {
+    // SAFETY: NULL or a live handle (this fn's contract).
     let handle = unsafe { m.as_ref() }.ok_or_else(|| Error::invalid("`m` is NULL"))?;
-    let mut state = handle.gate.state.lock();
-    if state.closing {
-        return Err(Error::state("the machine is being freed"));
-    }
-    state.in_flight += 1;
-    drop(state);
+    handle.machine.check_owner()?;
     Ok(Entered {
         machine: &handle.machine,
-        _pass: Pass {
-            gate: Arc::clone(&handle.gate),
-        },
+        _pass: handle.gate.enter("machine")?,
     })
 }
 
@@ -102,65 +67,79 @@ pub(crate) fn enter<'a>(m: *const qm_machine) -> Result<Entered<'a>> {
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`binary` or `out` NULL,
 /// `binary` not UTF-8).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_machine_new(
+pub unsafe extern "C" fn qm_machine_new(
     binary: *const c_char,
-    out: *mut *mut qm_machine,
-    err: *mut *mut qm_error,
+    out: Option<&mut *mut qm_machine>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let binary = required_str(binary, "binary")?;
-        if out.is_null() {
-            return Err(Error::invalid("`out` is NULL"));
-        }
-        put(out, new_handle(Machine::new(Config::new(binary))));
+        let out = out.ok_or_else(|| Error::invalid("`out` is NULL"))?;
+        *out = new_handle(Machine::new(Config::new(binary)));
         Ok(())
     })
 }
 
 /// Free a machine. If QEMU is running it is killed (SIGKILL) and reaped,
-/// and its temporary directory removed (the context-manager guarantee).
-/// NULL is a no-op.
+/// and its temporary directory removed (the context-manager guarantee); a
+/// launch in progress in another thread is cancelled. NULL is a no-op.
 ///
 /// Must be the last call on `m`. Calls already blocked in other threads
 /// (event or console waits, qm_wait(), a launch, a shutdown) are woken —
 /// they return QM_ERR_DISCONNECTED or a similar error — and qm_machine_free
 /// waits for them to return before releasing the memory. Starting a call on
 /// `m` after qm_machine_free has begun is undefined behaviour.
+///
+/// In a process forked from the one that created `m` (fork without exec),
+/// the machine is the parent's: freeing this copy releases its memory and
+/// closes this process's copies of its descriptors, and nothing else (no
+/// signal, no reaping, no file removed). Every other call on such a copy is
+/// QM_ERR_STATE.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_machine_free(m: *mut qm_machine) {
+pub unsafe extern "C" fn qm_machine_free(m: *mut qm_machine) {
     if m.is_null() {
         return;
     }
-    value_call((), || {
+    value_call(|| {
         // SAFETY: a pointer from qm_machine_new(), freed once (the caller's
         // contract).
         let handle = unsafe { &*m };
-        handle.gate.state.lock().closing = true;
-        // Wakes every blocked call: their connections close, our QEMU is
-        // gone (an attached one is only disconnected from).
-        handle.machine.release();
-        let mut state = handle.gate.state.lock();
-        while state.in_flight > 0 {
-            handle.gate.idle.wait(&mut state);
+        if handle.machine.check_owner().is_ok() {
+            handle.gate.close();
+            // Wakes every blocked call: their connections close, our QEMU
+            // is gone (an attached one is only disconnected from).
+            handle.machine.release();
+            handle.gate.wait_idle();
         }
-        drop(state);
-        // SAFETY: no call is in flight and none may start (contract above).
+        // SAFETY: no call is in flight and none may start (contract above);
+        // in a forked child the threads that were in calls do not exist.
         drop(unsafe { Box::from_raw(m) });
     })
 }
 
-fn configure(m: *mut qm_machine, change: impl FnOnce(&mut Config)) -> Result<()> {
+/// # Safety
+/// As [`enter`].
+unsafe fn configure(m: *mut qm_machine, change: impl FnOnce(&mut Config)) -> Result<()> {
     enter(m)?.configure(change)
 }
 
 /// The body of a setter taking one required string: check it (the message
 /// names `name`), then apply it to the configuration.
-pub(crate) fn set_text(
+///
+/// # Safety
+/// As [`enter`]; `value` as [`required_str`].
+pub(crate) unsafe fn set_text(
     m: *mut qm_machine,
     value: *const c_char,
     name: &str,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
     apply: impl FnOnce(&mut Config, &str),
 ) -> qm_status {
     status_call(err, || {
@@ -174,11 +153,14 @@ pub(crate) fn set_text(
 /// needed.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_add_arg(
+pub unsafe extern "C" fn qm_add_arg(
     m: *mut qm_machine,
     arg: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     set_text(m, arg, "arg", err, |c, v| {
         c.arg(v);
@@ -190,11 +172,14 @@ pub extern "C" fn qm_add_arg(
 /// command line after it.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_add_wrapper_arg(
+pub unsafe extern "C" fn qm_add_wrapper_arg(
     m: *mut qm_machine,
     arg: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     set_text(m, arg, "arg", err, |c, v| {
         c.wrapper_arg(v);
@@ -205,22 +190,43 @@ pub extern "C" fn qm_add_wrapper_arg(
 /// Default "qemu-<pid>-<n>".
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_name(
+pub unsafe extern "C" fn qm_set_name(
     m: *mut qm_machine,
     name: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let name = required_str(name, "name")?;
-        if name.is_empty() || name.contains('/') {
-            return Err(Error::invalid(format!(
-                "`name` must be a non-empty file name without '/', got {name:?}"
-            )));
-        }
-        configure(m, |c| {
-            c.name(name);
-        })
+        enter(m)?.try_configure(|c| c.name(name).map(drop))
+    })
+}
+
+/// Set environment variable `name` to `value` for QEMU only (`value` NULL:
+/// remove `name` from QEMU's environment). QEMU otherwise inherits this
+/// process's environment as it is at qm_launch() (e.g. `QEMU_MODULE_DIR`
+/// for modules built elsewhere). Setting a name again replaces the earlier
+/// setting.
+///
+/// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`name` NULL, empty or holding
+/// '=', bad string); QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
+#[no_mangle]
+pub unsafe extern "C" fn qm_set_env(
+    m: *mut qm_machine,
+    name: *const c_char,
+    value: *const c_char,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
+    status_call(err, || {
+        let name = required_str(name, "name")?;
+        let value = optional_str(value, "value")?;
+        enter(m)?.try_configure(|c| c.env(name, value).map(drop))
     })
 }
 
@@ -229,11 +235,14 @@ pub extern "C" fn qm_set_name(
 /// directory must exist at launch.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_base_temp_dir(
+pub unsafe extern "C" fn qm_set_base_temp_dir(
     m: *mut qm_machine,
     dir: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     set_text(m, dir, "dir", err, |c, v| {
         c.base_temp_dir(v);
@@ -245,11 +254,14 @@ pub extern "C" fn qm_set_base_temp_dir(
 /// removed with it, but qm_log() still returns it). Must exist at launch.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_log_dir(
+pub unsafe extern "C" fn qm_set_log_dir(
     m: *mut qm_machine,
     dir: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     set_text(m, dir, "dir", err, |c, v| {
         c.log_dir(v);
@@ -259,11 +271,14 @@ pub extern "C" fn qm_set_log_dir(
 /// Adds `-machine MACHINE_TYPE` (e.g. "none", "pc", "q35,accel=tcg").
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_machine_type(
+pub unsafe extern "C" fn qm_set_machine_type(
     m: *mut qm_machine,
     machine_type: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     set_text(m, machine_type, "machine_type", err, |c, v| {
         c.machine_type(v);
@@ -279,11 +294,14 @@ pub extern "C" fn qm_set_machine_type(
 /// (signal 15).
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_qmp_enabled(
+pub unsafe extern "C" fn qm_set_qmp_enabled(
     m: *mut qm_machine,
     enabled: bool,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         configure(m, |c| {
@@ -296,11 +314,14 @@ pub extern "C" fn qm_set_qmp_enabled(
 /// negotiation: -1 forever, else milliseconds. Default 30000.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_launch_timeout(
+pub unsafe extern "C" fn qm_set_launch_timeout(
     m: *mut qm_machine,
     timeout_ms: i64,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let t = timeout(timeout_ms, "timeout_ms")?;
@@ -313,8 +334,14 @@ pub extern "C" fn qm_set_launch_timeout(
 /// Adds `-monitor null`: QEMU creates no default human monitor.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_add_monitor_null(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_status {
+pub unsafe extern "C" fn qm_add_monitor_null(
+    m: *mut qm_machine,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
     status_call(err, || {
         configure(m, |c| {
             c.add_monitor_null();
@@ -334,8 +361,14 @@ pub extern "C" fn qm_add_monitor_null(m: *mut qm_machine, err: *mut *mut qm_erro
 /// no greeting in time — the message holds the exit status, the full
 /// command line and QEMU's output); QM_ERR_STATE (already running);
 /// QM_ERR_INVALID_ARGUMENT (`m` NULL).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_launch(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_status {
+pub unsafe extern "C" fn qm_launch(
+    m: *mut qm_machine,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
     status_call(err, || enter(m)?.launch())
 }
 
@@ -351,11 +384,14 @@ pub extern "C" fn qm_launch(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_s
 /// by the library (after our `quit`, an earlier one, or on its own);
 /// QM_ERR_ABNORMAL_SHUTDOWN otherwise, saying why (timeout, signal,
 /// non-zero status); QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_shutdown(
+pub unsafe extern "C" fn qm_shutdown(
     m: *mut qm_machine,
     timeout_ms: i64,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let t = timeout(timeout_ms, "timeout_ms")?;
@@ -368,8 +404,11 @@ pub extern "C" fn qm_shutdown(
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE (an
 /// attached machine: its QEMU is not ours to kill).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_kill(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_status {
+pub unsafe extern "C" fn qm_kill(m: *mut qm_machine, err: Option<&mut *mut qm_error>) -> qm_status {
     status_call(err, || enter(m)?.kill())
 }
 
@@ -379,11 +418,14 @@ pub extern "C" fn qm_kill(m: *mut qm_machine, err: *mut *mut qm_error) -> qm_sta
 ///
 /// Statuses: QM_OK; QM_ERR_TIMEOUT (QEMU still runs and is left running:
 /// `timeout_ms` 0 polls); QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_wait(
+pub unsafe extern "C" fn qm_wait(
     m: *mut qm_machine,
     timeout_ms: i64,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let t = timeout(timeout_ms, "timeout_ms")?;
@@ -392,15 +434,21 @@ pub extern "C" fn qm_wait(
 }
 
 /// Whether QEMU is running. `m` NULL: false. Never blocks for long.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_is_running(m: *const qm_machine) -> bool {
-    value_call(false, || enter(m).is_ok_and(|m| m.is_running()))
+pub unsafe extern "C" fn qm_is_running(m: *const qm_machine) -> bool {
+    value_call(|| enter(m).is_ok_and(|m| m.is_running()))
 }
 
 /// QEMU's process id while it runs; -1 when not running or `m` is NULL.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_pid(m: *const qm_machine) -> c_int {
-    value_call(-1, || enter(m).ok().and_then(|m| m.pid()).unwrap_or(-1))
+pub unsafe extern "C" fn qm_pid(m: *const qm_machine) -> c_int {
+    value_call(|| enter(m).ok().and_then(|m| m.pid()).unwrap_or(-1))
 }
 
 /// How QEMU ended: on QM_OK, `*exit_code` (if not NULL) receives the exit
@@ -409,11 +457,14 @@ pub extern "C" fn qm_pid(m: *const qm_machine) -> c_int {
 ///
 /// Statuses: QM_OK; QM_ERR_STATE (still running, never started, or the
 /// status was collected outside the library); QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_exit_code(
+pub unsafe extern "C" fn qm_exit_code(
     m: *const qm_machine,
-    exit_code: *mut c_int,
-    err: *mut *mut qm_error,
+    exit_code: Option<&mut c_int>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let m = enter(m)?;
@@ -435,11 +486,14 @@ pub extern "C" fn qm_exit_code(
 /// qm_string_free().
 ///
 /// Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_log(
+pub unsafe extern "C" fn qm_log(
     m: *const qm_machine,
-    log: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    log: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let text = enter(m)?.log()?;
@@ -453,11 +507,14 @@ pub extern "C" fn qm_log(
 /// the path; free it with qm_string_free().
 ///
 /// Statuses: QM_OK, QM_ERR_STATE (not launched), QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_temp_dir(
+pub unsafe extern "C" fn qm_temp_dir(
     m: *const qm_machine,
-    dir: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    dir: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let path = enter(m)?
@@ -474,11 +531,14 @@ pub extern "C" fn qm_temp_dir(
 /// address it is attached to.
 ///
 /// Statuses: QM_OK, QM_ERR_STATE (never launched), QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_command_line(
+pub unsafe extern "C" fn qm_command_line(
     m: *const qm_machine,
-    argv_json: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    argv_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let argv = enter(m)?
@@ -504,14 +564,17 @@ pub extern "C" fn qm_command_line(
 ///
 /// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`fd` not open, negative
 /// `fdset`, bad string); QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_add_fd(
+pub unsafe extern "C" fn qm_add_fd(
     m: *mut qm_machine,
     fd: c_int,
     fdset: c_int,
     opaque: *const c_char,
     opts: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let opaque = required_str(opaque, "opaque")?;
@@ -532,11 +595,14 @@ pub extern "C" fn qm_add_fd(
 ///
 /// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, empty, or
 /// longer than sun_path allows: 107 bytes); QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_monitor_unix(
+pub unsafe extern "C" fn qm_set_monitor_unix(
     m: *mut qm_machine,
     path: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let address = MonitorAddress::unix(required_str(path, "path")?)?;
@@ -555,12 +621,15 @@ pub extern "C" fn qm_set_monitor_unix(
 ///
 /// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (NULL, empty or bad host);
 /// QM_ERR_STATE (launched).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_monitor_tcp(
+pub unsafe extern "C" fn qm_set_monitor_tcp(
     m: *mut qm_machine,
     host: *const c_char,
     port: u16,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let address = MonitorAddress::tcp(required_str(host, "host")?, port)?;
@@ -575,11 +644,14 @@ pub extern "C" fn qm_set_monitor_tcp(
 ///
 /// Statuses: QM_OK; QM_ERR_STATE (not launched, or the monitor is not on
 /// TCP); QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_monitor_port(
+pub unsafe extern "C" fn qm_monitor_port(
     m: *const qm_machine,
-    port: *mut u16,
-    err: *mut *mut qm_error,
+    port: Option<&mut u16>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let p = enter(m)?
@@ -598,11 +670,14 @@ pub extern "C" fn qm_monitor_port(
 ///
 /// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT; QM_ERR_IO (the file cannot be
 /// opened for a live connection; for a later launch it is QM_ERR_LAUNCH).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_set_qmp_trace(
+pub unsafe extern "C" fn qm_set_qmp_trace(
     m: *mut qm_machine,
     path: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let path = required_str(path, "path")?;
@@ -623,21 +698,21 @@ pub extern "C" fn qm_set_qmp_trace(
 /// Statuses: QM_OK; QM_ERR_IO (cannot connect); QM_ERR_TIMEOUT;
 /// QM_ERR_DISCONNECTED; QM_ERR_PROTOCOL (not a QMP server);
 /// QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_attach_unix(
+pub unsafe extern "C" fn qm_attach_unix(
     path: *const c_char,
     timeout_ms: i64,
-    out: *mut *mut qm_machine,
-    err: *mut *mut qm_error,
+    out: Option<&mut *mut qm_machine>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let path = required_str(path, "path")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
-        if out.is_null() {
-            return Err(Error::invalid("`out` is NULL"));
-        }
-        let machine = Machine::attach_unix(path, t)?;
-        put(out, new_handle(machine));
+        let out = out.ok_or_else(|| Error::invalid("`out` is NULL"))?;
+        *out = new_handle(Machine::attach_unix(path, t)?);
         Ok(())
     })
 }
@@ -647,22 +722,22 @@ pub extern "C" fn qm_attach_unix(
 /// there). As qm_attach_unix(), except that descriptors cannot be passed.
 ///
 /// Statuses: as qm_attach_unix().
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_attach_tcp(
+pub unsafe extern "C" fn qm_attach_tcp(
     host: *const c_char,
     port: u16,
     timeout_ms: i64,
-    out: *mut *mut qm_machine,
-    err: *mut *mut qm_error,
+    out: Option<&mut *mut qm_machine>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let host = required_str(host, "host")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
-        if out.is_null() {
-            return Err(Error::invalid("`out` is NULL"));
-        }
-        let machine = Machine::attach_tcp(host, port, t)?;
-        put(out, new_handle(machine));
+        let out = out.ok_or_else(|| Error::invalid("`out` is NULL"))?;
+        *out = new_handle(Machine::attach_tcp(host, port, t)?);
         Ok(())
     })
 }

@@ -5,15 +5,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::boundary::status_call;
+use super::boundary::{status_call, value_call};
 use super::error::qm_error;
 use super::input::{
-    borrowed_fd, non_empty_str, optional_non_empty_str, optional_object, parse_json, put, put_json,
-    put_string, required_str, timeout,
+    borrowed_fd, non_empty_str, optional_arguments, optional_non_empty_str, optional_object,
+    parse_json, put, put_json, put_string, required_str, timeout,
 };
 use super::machine::{enter, qm_machine};
 use super::status::qm_status;
 use crate::error::{Error, Result};
+use crate::machine::Ticket;
 use crate::qmp::events::{event_match, EventFilter};
 use crate::qmp::framing::json_kind;
 
@@ -35,18 +36,21 @@ const SEND_FD_TIMEOUT: Duration = Duration::from_secs(30);
 /// message holds its exit status and log tail); QM_ERR_PROTOCOL;
 /// QM_ERR_STATE (not launched, shut down, QMP disabled);
 /// QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_qmp_cmd(
+pub unsafe extern "C" fn qm_qmp_cmd(
     m: *mut qm_machine,
     cmd: *const c_char,
     args_json: *const c_char,
     timeout_ms: i64,
-    response_json: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    response_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let cmd = non_empty_str(cmd, "cmd")?;
-        let args = optional_object(args_json, "args_json")?;
+        let args = optional_arguments(args_json, "args_json")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
         let reply = enter(m)?.qmp_text(cmd, args.as_ref(), t)?;
         put_string(response_json, reply);
@@ -62,18 +66,21 @@ pub extern "C" fn qm_qmp_cmd(
 /// message also holds.
 ///
 /// Statuses: as qm_qmp_cmd(), plus QM_ERR_COMMAND.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_command(
+pub unsafe extern "C" fn qm_command(
     m: *mut qm_machine,
     cmd: *const c_char,
     args_json: *const c_char,
     timeout_ms: i64,
-    return_json: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    return_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let cmd = non_empty_str(cmd, "cmd")?;
-        let args = optional_object(args_json, "args_json")?;
+        let args = optional_arguments(args_json, "args_json")?;
         let t = timeout(timeout_ms, "timeout_ms")?;
         let value = enter(m)?.command_text(cmd, args.as_ref(), t)?;
         put_string(return_json, value);
@@ -97,14 +104,17 @@ pub extern "C" fn qm_command(
 /// consumed); QM_ERR_DISCONNECTED (the connection is closed and no queued
 /// event matches — returned at once); QM_ERR_PROTOCOL; QM_ERR_STATE (never
 /// launched, QMP disabled); QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_event_wait(
+pub unsafe extern "C" fn qm_event_wait(
     m: *mut qm_machine,
     name: *const c_char,
     match_json: *const c_char,
     timeout_ms: i64,
-    event_json: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    event_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let name = optional_non_empty_str(name, "name")?;
@@ -122,13 +132,16 @@ pub extern "C" fn qm_event_wait(
 /// e.g. `[["STOP", null], ["SHUTDOWN", {"data": {"guest": true}}]]`.
 ///
 /// Statuses: as qm_event_wait().
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_events_wait(
+pub unsafe extern "C" fn qm_events_wait(
     m: *mut qm_machine,
     filters_json: *const c_char,
     timeout_ms: i64,
-    event_json: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    event_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let filters = parse_filters(required_str(filters_json, "filters_json")?)?;
@@ -144,12 +157,15 @@ pub extern "C" fn qm_events_wait(
 /// qm_string_free().
 ///
 /// Statuses: as qm_event_wait().
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_event_get(
+pub unsafe extern "C" fn qm_event_get(
     m: *mut qm_machine,
     timeout_ms: i64,
-    event_json: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    event_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let t = timeout(timeout_ms, "timeout_ms")?;
@@ -166,11 +182,14 @@ pub extern "C" fn qm_event_get(
 ///
 /// Statuses: QM_OK, QM_ERR_STATE (never launched, QMP disabled),
 /// QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_events_take(
+pub unsafe extern "C" fn qm_events_take(
     m: *mut qm_machine,
-    events_json_array: *mut *mut c_char,
-    err: *mut *mut qm_error,
+    events_json_array: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let events = enter(m)?.events_take()?;
@@ -183,11 +202,14 @@ pub extern "C" fn qm_events_take(
 /// (65536 events). On QM_OK `*count` (if not NULL) receives the number.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_events_dropped(
+pub unsafe extern "C" fn qm_events_dropped(
     m: *const qm_machine,
-    count: *mut u64,
-    err: *mut *mut qm_error,
+    count: Option<&mut u64>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         put(count, enter(m)?.events_dropped());
@@ -205,12 +227,15 @@ pub extern "C" fn qm_events_dropped(
 /// monitor or TCP attachment —, not launched, QMP disabled);
 /// QM_ERR_COMMAND (QEMU refused); QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED;
 /// QM_ERR_INVALID_ARGUMENT (`fd` not open, bad name).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_send_fd(
+pub unsafe extern "C" fn qm_send_fd(
     m: *mut qm_machine,
     fd: c_int,
     fdname: *const c_char,
-    err: *mut *mut qm_error,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let fdname = required_str(fdname, "fdname")?;
@@ -226,12 +251,15 @@ pub extern "C" fn qm_send_fd(
 /// answer. Needs no machine.
 ///
 /// Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (NULL, invalid JSON).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
 #[no_mangle]
-pub extern "C" fn qm_event_match(
+pub unsafe extern "C" fn qm_event_match(
     event_json: *const c_char,
     match_json: *const c_char,
-    matches: *mut bool,
-    err: *mut *mut qm_error,
+    matches: Option<&mut bool>,
+    err: Option<&mut *mut qm_error>,
 ) -> qm_status {
     status_call(err, || {
         let event = parse_json(required_str(event_json, "event_json")?, "event_json")?;
@@ -241,7 +269,135 @@ pub extern "C" fn qm_event_match(
     })
 }
 
-fn parse_filters(text: &str) -> Result<Vec<EventFilter>> {
+/// Send QMP command `cmd` (arguments `args_json`, a JSON object or NULL)
+/// now and collect its reply later with qm_command_receive(): for
+/// pipelining several commands, and for event loops. Never blocks: what
+/// the socket does not take at once is written as later calls on the
+/// machine (including qm_dispatch()) read or write. On QM_OK `*ticket`
+/// receives the ticket to receive with; tickets are unique in the process.
+///
+/// Statuses: QM_OK; QM_ERR_DISCONNECTED; QM_ERR_STATE (not running);
+/// QM_ERR_ADD_DEVICE (QMP disabled); QM_ERR_INVALID_ARGUMENT (bad or
+/// NULL arguments, `ticket` NULL, input QEMU's parser refuses).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
+#[no_mangle]
+pub unsafe extern "C" fn qm_command_send(
+    m: *mut qm_machine,
+    cmd: *const c_char,
+    args_json: *const c_char,
+    ticket: Option<&mut u64>,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
+    status_call(err, || {
+        let cmd = non_empty_str(cmd, "cmd")?;
+        let args = optional_arguments(args_json, "args_json")?;
+        let out = ticket.ok_or_else(|| Error::invalid("`ticket` is NULL"))?;
+        *out = enter(m)?.command_send(cmd, args.as_ref())?.id();
+        Ok(())
+    })
+}
+
+/// The reply to a command sent with qm_command_send(), waiting up to
+/// `timeout_ms` for it (0 polls). On QM_OK `*response_json` (if not NULL)
+/// receives the whole reply as qm_qmp_cmd() gives it (`{"return": ...}` or
+/// `{"error": ...}`, both QM_OK); free it with qm_string_free().
+///
+/// QM_ERR_TIMEOUT keeps the ticket valid (receive again later); any other
+/// outcome consumes it. A reply that arrives while nobody waits for it is
+/// kept for its ticket. The run ending (QEMU exits, qm_shutdown(),
+/// qm_kill(), qm_machine_free()) answers every outstanding ticket with
+/// QM_ERR_DISCONNECTED; a later launch forgets them.
+///
+/// Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED; QM_ERR_STATE
+/// (never launched); QM_ERR_INVALID_ARGUMENT (a ticket not outstanding on
+/// this machine: unknown, already received, from another machine or an
+/// earlier run).
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
+#[no_mangle]
+pub unsafe extern "C" fn qm_command_receive(
+    m: *mut qm_machine,
+    ticket: u64,
+    timeout_ms: i64,
+    response_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
+    status_call(err, || {
+        let t = timeout(timeout_ms, "timeout_ms")?;
+        let reply = enter(m)?.command_receive(Ticket::from_id(ticket), t)?;
+        put_string(response_json, reply);
+        Ok(())
+    })
+}
+
+/// A descriptor for event loops (poll, epoll, GLib, libuv, asyncio): it is
+/// readable when QMP input waits to be routed, when QEMU has exited, and,
+/// once the run has ended, for good. When it is readable, call
+/// qm_dispatch(). -1 when the machine is not running (or `m` is NULL, or
+/// QMP is disabled). Owned by the machine: do not close or read it; it
+/// stays open until the next launch or qm_machine_free().
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
+#[no_mangle]
+pub unsafe extern "C" fn qm_machine_fd(m: *const qm_machine) -> c_int {
+    value_call(|| {
+        enter(m)
+            .ok()
+            .and_then(|m| m.poll_fd().ok().flatten())
+            .unwrap_or(-1)
+    })
+}
+
+/// Route whatever QMP input has arrived — replies to tickets, events to the
+/// machine's queue and to listeners — and write queued output the socket
+/// takes, without ever blocking: if another thread is inside a blocking
+/// call on the machine (and so reading), return at once (that thread
+/// routes it).
+///
+/// Statuses: QM_OK; QM_ERR_DISCONNECTED once the run has ended (the
+/// message holds QEMU's exit status), as every other call then gives;
+/// QM_ERR_PROTOCOL; QM_ERR_STATE (never launched); QM_ERR_ADD_DEVICE (QMP
+/// disabled); QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
+#[no_mangle]
+pub unsafe extern "C" fn qm_dispatch(
+    m: *mut qm_machine,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
+    status_call(err, || enter(m)?.dispatch())
+}
+
+/// The greeting QEMU sent when the QMP connection opened,
+/// `{"QMP": {"version": {...}, "capabilities": [...]}}`, of the current or
+/// last run, in `*greeting_json` (if not NULL; free with qm_string_free()).
+///
+/// Statuses: QM_OK; QM_ERR_STATE (never launched, or the launch failed
+/// before the greeting); QM_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// The pointer rules of the header's conventions apply.
+#[no_mangle]
+pub unsafe extern "C" fn qm_qmp_greeting(
+    m: *const qm_machine,
+    greeting_json: Option<&mut *mut c_char>,
+    err: Option<&mut *mut qm_error>,
+) -> qm_status {
+    status_call(err, || {
+        let greeting = enter(m)?
+            .greeting()
+            .ok_or_else(|| Error::state("no QMP greeting: the machine has not been launched"))?;
+        put_json(greeting_json, &greeting);
+        Ok(())
+    })
+}
+
+pub(crate) fn parse_filters(text: &str) -> Result<Vec<EventFilter>> {
     let value = parse_json(text, "filters_json")?;
     let items = match value {
         Value::Array(items) if !items.is_empty() => items,

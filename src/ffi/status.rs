@@ -33,18 +33,24 @@ pub enum qm_status {
     /// The QMP or console connection is gone, usually because QEMU exited.
     /// The message holds QEMU's exit status and the tail of its log.
     QM_ERR_DISCONNECTED = 5,
-    /// The peer broke the QMP protocol. The connection stays unusable;
-    /// qm_shutdown() and qm_kill() still clean up.
+    /// The peer broke its protocol (QMP, the guest agent's, qtest's). A QMP
+    /// or qtest connection stays unusable; qm_shutdown() and qm_kill()
+    /// still clean up. The guest agent resynchronizes on the next call.
     QM_ERR_PROTOCOL = 6,
     /// QMP answered `{"error": ...}`: qm_error_qmp_class() and
     /// qm_error_qmp_desc() give the class and description.
     QM_ERR_COMMAND = 7,
-    /// A graceful shutdown failed; QEMU was killed and reaped anyway. The
-    /// message says why.
+    /// A shutdown did not end with QEMU exiting cleanly by itself (status
+    /// 0): it timed out and QEMU was killed, QEMU exited with an error or a
+    /// signal, or its exit status is unknown. QEMU is reaped and cleaned up
+    /// in every case; the message says which.
     QM_ERR_ABNORMAL_SHUTDOWN = 8,
     /// An operating-system call failed.
     QM_ERR_IO = 9,
-    /// A request the machine's configuration cannot fulfil.
+    /// A request the machine's configuration cannot fulfil: a console call
+    /// without a console, a QMP call with QMP disabled, qm_send_fd() over a
+    /// TCP monitor, an agent or qtest call without qm_set_agent() or
+    /// qm_set_qtest().
     QM_ERR_ADD_DEVICE = 10,
     /// An internal bug, caught at the API boundary (no panic ever unwinds
     /// into C). Please report it with the message.
@@ -67,7 +73,6 @@ impl qm_status {
             Error::AbnormalShutdown(_) => qm_status::QM_ERR_ABNORMAL_SHUTDOWN,
             Error::Io { .. } => qm_status::QM_ERR_IO,
             Error::AddDevice(_) => qm_status::QM_ERR_ADD_DEVICE,
-            Error::Panic(_) => qm_status::QM_ERR_PANIC,
             Error::ConsoleFailure { .. } => qm_status::QM_ERR_CONSOLE_FAILURE,
         }
     }
@@ -80,9 +85,9 @@ impl qm_status {
             3 => c"QEMU launch failed",
             4 => c"timed out",
             5 => c"disconnected: QEMU or its connection is gone",
-            6 => c"QMP protocol error",
+            6 => c"protocol error",
             7 => c"QMP command failed",
-            8 => c"abnormal shutdown: QEMU was killed",
+            8 => c"abnormal shutdown: QEMU did not exit cleanly",
             9 => c"I/O error",
             10 => c"request not possible with this machine's configuration",
             11 => c"internal error (panic caught)",

@@ -7,13 +7,24 @@ use std::time::Duration;
 
 use crate::console::{ConsoleConfig, DEFAULT_CONSOLE_BUFFER};
 use crate::error::{Error, Result};
-use crate::qmp::events::DEFAULT_EVENT_QUEUE_CAPACITY;
+use crate::qmp::events::{DEFAULT_EVENT_QUEUE_BYTES, DEFAULT_EVENT_QUEUE_CAPACITY};
 
 /// Default time QEMU gets to greet on QMP after it was started.
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
 pub const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// Serial ports before the console (`-serial null` each); QEMU has 4.
+pub const MAX_CONSOLE_INDEX: u32 = 64;
+
+/// A value as it must appear inside a QEMU option string
+/// (`-chardev socket,path=VALUE`): QEMU splits options at commas and reads
+/// a doubled comma as a literal one. Every value the library puts into an
+/// option string goes through here.
+pub(crate) fn opt_value(value: &str) -> String {
+    value.replace(',', ",,")
+}
 
 /// Where QEMU's QMP monitor connects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +110,9 @@ pub struct Config {
     pub(crate) console_buffer_limit: usize,
     pub(crate) fds: Vec<PassedFd>,
     pub(crate) qmp_trace: Option<PathBuf>,
+    pub(crate) event_queue_bytes: usize,
+    /// Changes to QEMU's environment, in order: `None` removes.
+    pub(crate) env: Vec<(String, Option<String>)>,
 }
 
 impl Config {
@@ -122,6 +136,8 @@ impl Config {
             console_buffer_limit: DEFAULT_CONSOLE_BUFFER,
             fds: Vec::new(),
             qmp_trace: None,
+            event_queue_bytes: DEFAULT_EVENT_QUEUE_BYTES,
+            env: Vec::new(),
         }
     }
 
@@ -150,10 +166,39 @@ impl Config {
     }
 
     /// Name used for the log file (`<name>.log`). Default
-    /// `qemu-<pid>-<n>`.
-    pub fn name(&mut self, name: impl Into<String>) -> &mut Self {
-        self.name = Some(name.into());
-        self
+    /// `qemu-<pid>-<n>`. [`Error::InvalidArgument`] unless it is a plain
+    /// file name (not empty, no `/`, not `.` or `..`, no NUL), so the log
+    /// stays in the log directory.
+    pub fn name(&mut self, name: impl Into<String>) -> Result<&mut Self> {
+        let name = name.into();
+        if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
+            return Err(Error::invalid(format!(
+                "the name must be a plain file name (not empty, no '/', not '.' or '..'), \
+                 got {name:?}"
+            )));
+        }
+        self.name = Some(name);
+        Ok(self)
+    }
+
+    /// Set an environment variable for QEMU only (`value` `None`: remove
+    /// it from QEMU's environment). QEMU otherwise inherits this process's
+    /// environment as it is at launch. [`Error::InvalidArgument`] for a
+    /// name that is empty or holds `=` or NUL, or a value holding NUL.
+    pub fn env(&mut self, name: &str, value: Option<&str>) -> Result<&mut Self> {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(Error::invalid(format!(
+                "an environment variable name must be non-empty without '=' or NUL, got {name:?}"
+            )));
+        }
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(Error::invalid(format!(
+                "the value of {name} must not contain NUL"
+            )));
+        }
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_string(), value.map(str::to_string)));
+        Ok(self)
     }
 
     /// Where the per-run temporary directory is created (default: `$TMPDIR`
@@ -261,18 +306,36 @@ impl Config {
         self
     }
 
+    /// Bound of the event queue in bytes of event text (default 16 MiB).
+    /// Beyond it the oldest events are dropped and counted.
+    pub fn event_queue_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.event_queue_bytes = bytes.max(1);
+        self
+    }
+
     /// Attach a serial console (`QEMUMachine.set_console`): `device_type`
     /// `None` adds `-serial chardev:console` (the machine's default serial
     /// device), otherwise `-device TYPE,chardev=console`; `index` adds that
     /// many `-serial null` first. The console is a socketpair drained by a
-    /// library thread from before QEMU starts, so no output is ever lost and
-    /// QEMU never blocks on it.
-    pub fn console(&mut self, device_type: Option<&str>, index: u32) -> &mut Self {
+    /// library thread, so no output is ever lost and QEMU never blocks on
+    /// it. [`Error::InvalidArgument`] for an index above
+    /// [`MAX_CONSOLE_INDEX`] or an empty device type.
+    pub fn console(&mut self, device_type: Option<&str>, index: u32) -> Result<&mut Self> {
+        if index > MAX_CONSOLE_INDEX {
+            return Err(Error::invalid(format!(
+                "the console index must be at most {MAX_CONSOLE_INDEX}, got {index}"
+            )));
+        }
+        if device_type == Some("") {
+            return Err(Error::invalid(
+                "the console device type must not be empty (none: the default serial port)",
+            ));
+        }
         self.console = Some(ConsoleConfig {
             device_type: device_type.map(str::to_owned),
             index,
         });
-        self
+        Ok(self)
     }
 
     /// Also append the console output to this file as it arrives (created
@@ -290,6 +353,11 @@ impl Config {
     pub fn console_buffer_limit(&mut self, bytes: usize) -> &mut Self {
         self.console_buffer_limit = bytes.max(1);
         self
+    }
+
+    /// The changes to QEMU's environment, in order (`None`: removed).
+    pub fn get_env(&self) -> &[(String, Option<String>)] {
+        &self.env
     }
 
     /// The QEMU arguments given so far (not including the library's own).
@@ -313,7 +381,7 @@ impl PassedFd {
         let mut arg = format!(
             "fd={fd},set={},opaque={}",
             self.fdset,
-            self.opaque.replace(',', ",,")
+            opt_value(&self.opaque)
         );
         if let Some(opts) = &self.opts {
             arg.push(',');

@@ -1,30 +1,44 @@
-//! What a launch prepares before QEMU starts (temporary directory, log
-//! file, sockets, command line), and how the QMP connection is established:
-//! a socketpair, or a socket the library listens on and QEMU connects to.
+//! One launch, start to finish: what is prepared before QEMU starts
+//! (temporary directory, log file, sockets, command line), the spawn, and
+//! how the QMP connection comes about (a socketpair, or a socket the
+//! library listens on and QEMU connects to). Also connecting to a QEMU
+//! started elsewhere.
+//!
+//! A launch can be cancelled from another thread at any point
+//! ([`LaunchToken::cancel`]): before the spawn it does not start QEMU,
+//! after it QEMU is killed, which ends every wait of the launch at once.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tempfile::TempDir;
+use rustix::event::PollFlags;
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::process::Signal;
 
-use super::config::{Config, MonitorAddress};
+use super::config::{opt_value, Config, MonitorAddress};
+use super::run::{Origin, Run, RunFiles, RunParts};
 use crate::console::Console;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::process::QemuProcess;
-use crate::socket::{poll_one, Ready, Socket};
+use crate::owner::Owner;
+use crate::process::{QemuProcess, SpawnSpec};
+use crate::qmp::listeners::ListenerSet;
+use crate::qmp::trace::Trace;
+use crate::qmp::{ConnectOptions, QmpConnection};
+use crate::sink::Sink;
+use crate::socket::{above_stdio, wait_ready, Socket};
 
-/// Serial ports before the console (`-serial null` each); QEMU has 4.
-const MAX_CONSOLE_INDEX: u32 = 64;
-
-/// Without a pidfd, how often a wait for QEMU's connection checks that
-/// QEMU is still alive.
-const EXIT_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a failed launch lets QEMU exit on its own before killing it,
+/// so that its own exit status and message are what the error shows.
+const LAUNCH_EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// The kind of socket the QMP connection runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +48,44 @@ pub(crate) enum Transport {
     Tcp,
 }
 
+/// A launch in progress, as other threads see it: they can cancel it.
+#[derive(Debug, Default)]
+pub(crate) struct LaunchToken {
+    cancelled: AtomicBool,
+    process: OnceLock<Arc<QemuProcess>>,
+}
+
+impl LaunchToken {
+    /// Stop the launch: QEMU is not started, or is killed if it was.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Some(process) = self.process.get() {
+            process.signal(Signal::KILL);
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Publish the spawned process; kill it if the launch was cancelled
+    /// meanwhile. (Both sides use SeqCst: either `cancel` sees the process
+    /// or this sees the cancellation.)
+    fn started(&self, process: Arc<QemuProcess>) {
+        let _ = self.process.set(Arc::clone(&process));
+        if self.is_cancelled() {
+            process.signal(Signal::KILL);
+        }
+    }
+
+    /// QEMU's pid, once it was started.
+    pub(crate) fn pid(&self) -> Option<i32> {
+        self.process.get().map(|p| p.pid())
+    }
+}
+
 /// How the QMP connection will come about.
-pub(crate) enum QmpEndpoint {
+enum QmpEndpoint {
     /// QMP disabled.
     None,
     /// Our end of a socketpair: connected from the start.
@@ -45,36 +95,34 @@ pub(crate) enum QmpEndpoint {
 }
 
 /// A socket the library listens on for QEMU's QMP connection.
-pub(crate) enum Listener {
+enum Listener {
     Unix(UnixListener),
     Tcp(TcpListener),
 }
 
-/// Everything a launch needs before QEMU starts.
-pub(crate) struct Prepared {
-    pub temp_dir: TempDir,
-    pub log_path: PathBuf,
-    pub log_file: File,
-    pub argv: Vec<String>,
-    pub qmp: QmpEndpoint,
-    pub transport: Transport,
+/// Everything a launch needs before QEMU starts. Dropping it releases
+/// whatever was created (the socket file and directory included).
+struct Prepared {
+    files: RunFiles,
+    log_path: std::path::PathBuf,
+    log_file: File,
+    argv: Vec<String>,
+    qmp: QmpEndpoint,
+    transport: Transport,
     /// The TCP port QEMU will connect to, if the monitor is on TCP.
-    pub monitor_port: Option<u16>,
-    /// Files to remove when the run ends (a Unix monitor socket).
-    pub remove_on_finish: Vec<PathBuf>,
-    pub console: Option<Console>,
-    /// Our copies of QEMU's ends of socketpairs: closed right after the
-    /// spawn, so that QEMU's exit shows up as EOF.
-    pub qemu_ends: Vec<OwnedFd>,
-    /// Every descriptor QEMU inherits (the socketpair ends and the
-    /// `-add-fd` descriptors).
-    pub inherit: Vec<RawFd>,
+    monitor_port: Option<u16>,
+    /// Our end of the console socketpair and the log it is copied to.
+    console: Option<(Socket, Option<Sink>)>,
+    /// Every descriptor QEMU inherits: our copies of its socketpair ends
+    /// (closed right after the spawn, so that QEMU's exit shows up as EOF)
+    /// and the `-add-fd` descriptors.
+    inherit: Vec<Arc<OwnedFd>>,
 }
 
 impl Prepared {
     /// Create everything; on error, whatever was created is released again
     /// and the message says what failed.
-    pub(crate) fn new(config: &Config, machine_id: u64) -> std::result::Result<Prepared, String> {
+    fn new(config: &Config, machine_id: u64) -> std::result::Result<Prepared, String> {
         let base = config
             .base_temp_dir
             .clone()
@@ -89,14 +137,24 @@ impl Prepared {
                     base.display()
                 )
             })?;
+        let mut files = RunFiles {
+            temp_dir: Some(temp_dir),
+            socket_file: None,
+            owner: Some(Owner::current()),
+        };
         let name = config
             .name
             .clone()
             .unwrap_or_else(|| format!("qemu-{}-{machine_id}", std::process::id()));
-        let log_dir = config
-            .log_dir
-            .clone()
-            .unwrap_or_else(|| temp_dir.path().to_path_buf());
+        let log_dir = match &config.log_dir {
+            Some(dir) => dir.clone(),
+            None => files
+                .temp_dir
+                .as_ref()
+                .expect("created")
+                .path()
+                .to_path_buf(),
+        };
         let log_path = log_dir.join(format!("{name}.log"));
         let log_file = File::create(&log_path)
             .map_err(|e| format!("cannot create the log file {}: {e}", log_path.display()))?;
@@ -104,9 +162,7 @@ impl Prepared {
         let mut argv = config.wrapper.clone();
         argv.push(config.binary.clone());
         argv.extend(["-display", "none", "-vga", "none"].map(String::from));
-        let mut qemu_ends = Vec::new();
         let mut inherit = Vec::new();
-        let mut remove_on_finish = Vec::new();
         let mut monitor_port = None;
         let mut transport = Transport::Unix;
         let qmp = if !config.qmp_enabled {
@@ -117,16 +173,16 @@ impl Prepared {
                     let (ours, theirs) = Socket::pair()
                         .map_err(|e| format!("cannot create the QMP socket pair: {e}"))?;
                     let chardev = format!("socket,id=mon,fd={}", theirs.as_raw_fd());
-                    inherit.push(theirs.as_raw_fd());
-                    qemu_ends.push(theirs.into_fd());
+                    inherit.push(Arc::new(theirs.into_fd()));
                     (chardev, QmpEndpoint::Connected(ours))
                 }
                 MonitorAddress::Unix(path) => {
                     let listener = UnixListener::bind(path).map_err(|e| {
                         format!("cannot listen on the Unix socket {}: {e}", path.display())
                     })?;
-                    remove_on_finish.push(path.clone());
-                    let chardev = format!("socket,id=mon,path={}", path.display());
+                    files.socket_file = Some(path.clone());
+                    let chardev =
+                        format!("socket,id=mon,path={}", opt_value(&path.to_string_lossy()));
                     (chardev, QmpEndpoint::Listening(Listener::Unix(listener)))
                 }
                 MonitorAddress::Tcp { host, port } => {
@@ -155,92 +211,220 @@ impl Prepared {
             argv.push(machine_type.clone());
         }
         for passed in &config.fds {
-            let fd = passed.fd.as_raw_fd();
             argv.push("-add-fd".into());
-            argv.push(passed.add_fd_arg(fd));
-            inherit.push(fd);
+            argv.push(passed.add_fd_arg(passed.fd.as_raw_fd()));
+            inherit.push(Arc::clone(&passed.fd));
         }
         let mut console = None;
         if let Some(console_config) = &config.console {
-            if console_config.index > MAX_CONSOLE_INDEX {
-                return Err(format!(
-                    "console index {} is out of range (at most {MAX_CONSOLE_INDEX})",
-                    console_config.index
-                ));
-            }
-            let log = match &config.console_log {
-                Some(path) => Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(|e| {
-                            format!("cannot open the console log {}: {e}", path.display())
-                        })?,
-                ),
-                None => None,
-            };
+            let log =
+                match &config.console_log {
+                    Some(path) => Some(Sink::open(path).map_err(|e| {
+                        format!("cannot open the console log {}: {e}", path.display())
+                    })?),
+                    None => None,
+                };
             let (ours, theirs) = Socket::pair()
                 .map_err(|e| format!("cannot create the console socket pair: {e}"))?;
             argv.extend(console_config.qemu_args(theirs.as_raw_fd()));
-            console = Some(
-                Console::start(ours, config.console_buffer_limit, log)
-                    .map_err(|e| e.to_string())?,
-            );
-            inherit.push(theirs.as_raw_fd());
-            qemu_ends.push(theirs.into_fd());
+            inherit.push(Arc::new(theirs.into_fd()));
+            console = Some((ours, log));
         }
         argv.extend(config.args.iter().cloned());
         Ok(Prepared {
-            temp_dir,
+            files,
             log_path,
             log_file,
             argv,
             qmp,
             transport,
             monitor_port,
-            remove_on_finish,
             console,
-            qemu_ends,
             inherit,
         })
     }
 }
 
+/// Launch QEMU as `config` says. Returns the run — whether the launch
+/// succeeded or failed, it is what the machine keeps (its exit status and
+/// log stay readable) — and the outcome. A failed run is already cleaned
+/// up.
+pub(crate) fn launch(
+    config: &Config,
+    token: &LaunchToken,
+    machine_id: u64,
+    listeners: &Arc<ListenerSet>,
+) -> (Arc<Run>, Result<()>) {
+    let deadline = Deadline::after(config.launch_timeout);
+    let not_started = |reason: String| {
+        let run = Run::new(RunParts {
+            origin: Origin::Launched,
+            command_line: config.preview_argv(),
+            process: None,
+            qmp: None,
+            transport: Transport::Unix,
+            monitor_port: None,
+            console: None,
+            files: RunFiles::default(),
+            log_path: None,
+        });
+        run.finish();
+        let error = run.launch_error(reason);
+        (Arc::new(run), Err(error))
+    };
+    let trace = match &config.qmp_trace {
+        Some(path) => match Trace::open(path) {
+            Ok(trace) => Some(Arc::new(trace)),
+            Err(e) => {
+                return not_started(format!("cannot open the QMP trace {}: {e}", path.display()))
+            }
+        },
+        None => None,
+    };
+    let prepared = match Prepared::new(config, machine_id) {
+        Ok(p) => p,
+        Err(reason) => return not_started(reason),
+    };
+    if token.is_cancelled() {
+        return not_started(
+            "the launch was cancelled (qm_kill or qm_machine_free) before QEMU started".into(),
+        );
+    }
+    let spawned = QemuProcess::spawn(
+        &SpawnSpec {
+            argv: &prepared.argv,
+            env: &config.env,
+            output: &prepared.log_file,
+            inherit: &prepared.inherit,
+        },
+        deadline,
+    );
+    let Prepared {
+        files,
+        log_path,
+        log_file,
+        argv,
+        qmp: endpoint,
+        transport,
+        monitor_port,
+        console: console_parts,
+        inherit,
+    } = prepared;
+    // Our copies of QEMU's socketpair ends must go now, or QEMU's exit
+    // would not show up as EOF on our side.
+    drop(inherit);
+    drop(log_file);
+    let process = spawned.map(Arc::new);
+    if let Ok(p) = &process {
+        token.started(Arc::clone(p));
+    }
+    let exit = process.as_ref().ok().and_then(|p| p.exit_fd());
+    let console = match (&process, console_parts) {
+        (Ok(_), Some((socket, log))) => {
+            Console::start(socket, config.console_buffer_limit, log, exit.clone()).map(Some)
+        }
+        _ => Ok(None),
+    };
+    let connected = match (&process, &console) {
+        (Err(e), _) => {
+            let program = argv.first().map_or("", String::as_str);
+            Err(format!("cannot execute {program:?}: {e}"))
+        }
+        (_, Err(e)) => Err(e.to_string()),
+        (Ok(process), Ok(_)) => connect(
+            endpoint,
+            process,
+            deadline,
+            &ConnectOptions {
+                event_queue_capacity: config.event_queue_capacity,
+                event_queue_bytes: config.event_queue_bytes,
+                trace,
+                listeners: Arc::clone(listeners),
+            },
+        )
+        .map_err(|e| {
+            if matches!(e, Error::Disconnected(_)) && !token.is_cancelled() {
+                // QEMU is on its way out: let it report its own status.
+                process.wait_until(Deadline::after(Some(LAUNCH_EXIT_GRACE)));
+            }
+            e.to_string()
+        }),
+    };
+    let (qmp, outcome) = match connected {
+        Ok(qmp) => (qmp, Ok(())),
+        Err(reason) => (None, Err(reason)),
+    };
+    let run = Run::new(RunParts {
+        origin: Origin::Launched,
+        command_line: argv,
+        process: process.ok(),
+        qmp,
+        transport,
+        monitor_port,
+        console: console.ok().flatten(),
+        files,
+        log_path: Some(log_path),
+    });
+    match outcome {
+        Ok(()) => (Arc::new(run), Ok(())),
+        Err(reason) => {
+            let reason = if token.is_cancelled() {
+                format!("the launch was cancelled (qm_kill or qm_machine_free): {reason}")
+            } else {
+                reason
+            };
+            run.finish();
+            let error = run.launch_error(reason);
+            run.set_ending(format!("the launch failed: {error}"));
+            (Arc::new(run), Err(error))
+        }
+    }
+}
+
+/// Bring up the QMP connection of a spawned QEMU.
+fn connect(
+    endpoint: QmpEndpoint,
+    process: &QemuProcess,
+    deadline: Deadline,
+    options: &ConnectOptions,
+) -> Result<Option<QmpConnection>> {
+    let socket = match endpoint {
+        QmpEndpoint::None => return Ok(None),
+        QmpEndpoint::Connected(socket) => socket,
+        QmpEndpoint::Listening(listener) => listener.accept(deadline, process)?,
+    };
+    QmpConnection::handshake(socket, process.exit_fd(), deadline, options).map(Some)
+}
+
 impl Listener {
     /// Accept QEMU's connection, giving up at the deadline or as soon as
     /// QEMU exits.
-    pub(crate) fn accept(self, deadline: Deadline, process: &QemuProcess) -> Result<Socket> {
+    fn accept(self, deadline: Deadline, process: &QemuProcess) -> Result<Socket> {
         let fd = match &self {
             Listener::Unix(l) => l.as_fd(),
             Listener::Tcp(l) => l.as_fd(),
         };
-        loop {
-            let exit_fd = process.exit_fd();
-            // Without a pidfd, wake up now and then to check on QEMU.
-            let slice = if exit_fd.is_some() {
-                deadline
-            } else {
-                deadline.capped(EXIT_CHECK_INTERVAL)
-            };
-            let watch = exit_fd.as_deref().map(AsFd::as_fd);
-            let ready = poll_one(fd, libc::POLLIN, watch, slice)
-                .map_err(|e| Error::io("waiting for QEMU to connect to QMP", e))?;
-            if ready == Ready::Fd {
-                return self.accept_now();
-            }
-            if process.try_wait().is_some() {
-                return Err(Error::Disconnected(
-                    "QEMU exited before connecting to the QMP socket".into(),
-                ));
-            }
-            if deadline.expired() {
-                return Err(Error::Timeout(format!(
-                    "QEMU did not connect to the QMP socket {}",
-                    deadline.describe()
-                )));
-            }
+        let exit = process.exit_fd();
+        let ready = wait_ready(
+            fd,
+            PollFlags::IN,
+            exit.as_deref().map(AsFd::as_fd),
+            None,
+            deadline,
+        )
+        .map_err(|e| Error::io("waiting for QEMU to connect to QMP", e))?;
+        if ready.readable {
+            return self.accept_now();
         }
+        if ready.exited {
+            return Err(Error::Disconnected(
+                "QEMU exited before connecting to the QMP socket".into(),
+            ));
+        }
+        Err(Error::Timeout(format!(
+            "QEMU did not connect to the QMP socket {}",
+            deadline.describe()
+        )))
     }
 
     fn accept_now(self) -> Result<Socket> {
@@ -258,15 +442,46 @@ impl Listener {
                 stream.into()
             }
         };
+        let fd = above_stdio(fd).map_err(|e| Error::io("accepting QEMU's QMP connection", e))?;
         Ok(Socket::from_fd(fd))
     }
 }
 
-/// Connect to a QMP server on a Unix socket (attach).
-pub(crate) fn connect_unix(path: &Path) -> Result<Socket> {
-    let stream = UnixStream::connect(path)
-        .map_err(|e| Error::io(format!("cannot connect to {}", path.display()), e))?;
-    Ok(Socket::from_fd(stream.into()))
+/// Connect to a QMP server on a Unix socket (attach) within the deadline.
+/// A listener whose backlog is full (QEMU serves one client at a time)
+/// refuses a non-blocking connect with `EAGAIN`: retried until the
+/// deadline.
+pub(crate) fn connect_unix(path: &Path, deadline: Deadline) -> Result<Socket> {
+    let fail = |e: std::io::Error| Error::io(format!("cannot connect to {}", path.display()), e);
+    let addr = SocketAddrUnix::new(path).map_err(|e| fail(e.into()))?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| fail(e.into()))?;
+    let fd = above_stdio(fd).map_err(fail)?;
+    let mut nap = Duration::from_millis(1);
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => return Ok(Socket::from_fd(fd)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                if deadline.expired() {
+                    return Err(Error::Timeout(format!(
+                        "cannot connect to {} {}: its backlog is full (QEMU already has a client)",
+                        path.display(),
+                        deadline.describe()
+                    )));
+                }
+                let pause = deadline.remaining().map_or(nap, |left| left.min(nap));
+                std::thread::sleep(pause);
+                nap = (nap * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(fail(e.into())),
+        }
+    }
 }
 
 /// Connect to a QMP server over TCP (attach), trying each address `host`
@@ -277,6 +492,9 @@ pub(crate) fn connect_tcp(host: &str, port: u16, deadline: Deadline) -> Result<S
         .map_err(|e| Error::io(format!("cannot resolve {host}:{port}"), e))?;
     let mut last = None;
     for addr in addrs {
+        if deadline.expired() {
+            break;
+        }
         let remaining = deadline
             .remaining()
             .unwrap_or(Duration::from_secs(3600))
@@ -284,11 +502,15 @@ pub(crate) fn connect_tcp(host: &str, port: u16, deadline: Deadline) -> Result<S
         match TcpStream::connect_timeout(&addr, remaining) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                return Ok(Socket::from_fd(stream.into()));
+                let fd = above_stdio(stream.into())
+                    .map_err(|e| Error::io(format!("cannot connect to {host}:{port}"), e))?;
+                return Ok(Socket::from_fd(fd));
             }
             Err(e) => last = Some(e),
         }
     }
-    let err = last.unwrap_or_else(|| std::io::Error::other("no address found"));
+    let err = last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "no address answered in time")
+    });
     Err(Error::io(format!("cannot connect to {host}:{port}"), err))
 }

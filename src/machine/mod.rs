@@ -5,62 +5,68 @@
 //! once: one thread can wait for an event while another sends commands, and
 //! [`Machine::kill`] interrupts a launch or a shutdown in progress.
 //!
-//! `config.rs` holds what is decided before launch, `launch.rs` what a
-//! launch prepares and how the QMP connection comes about, `run.rs` one
-//! launch (or attachment) and the ways it ends.
+//! `config.rs` holds what is decided before launch, `lifecycle.rs` the
+//! machine's state and its transitions, `launch.rs` how a launch happens,
+//! `run.rs` one launch (or attachment) and the ways it ends,
+//! `listener.rs` event listeners.
 
 mod config;
 mod launch;
+mod lifecycle;
+mod listener;
 mod run;
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use serde_json::Value;
 
-pub use config::{Config, MonitorAddress, DEFAULT_LAUNCH_TIMEOUT, MAX_UNIX_SOCKET_PATH};
+pub use config::{
+    Config, MonitorAddress, DEFAULT_LAUNCH_TIMEOUT, MAX_CONSOLE_INDEX, MAX_UNIX_SOCKET_PATH,
+};
+pub use listener::Listener;
 
-use crate::console::Console;
 use crate::deadline::Deadline;
-use crate::error::{Error, LaunchError, Result};
-use crate::process::{ExitStatus, QemuProcess, SpawnSpec};
-use crate::qmp::events::{EventFilter, DEFAULT_EVENT_QUEUE_CAPACITY};
+use crate::error::{Error, Result};
+use crate::process::ExitStatus;
+use crate::qmp::events::EventFilter;
 use crate::qmp::framing::Reply;
+use crate::qmp::listeners::ListenerSet;
 use crate::qmp::trace::Trace;
-use crate::qmp::{ConnectOptions, QmpConnection};
-use launch::{Prepared, QmpEndpoint, Transport};
-use run::{quote_command_line, Run};
-
-/// How long a failed launch lets QEMU exit on its own before killing it.
-const LAUNCH_EXIT_GRACE: Duration = Duration::from_secs(2);
+use crate::qmp::wire::Arguments;
+use crate::qmp::{ConnectOptions, OnTimeout, QmpConnection};
+use launch::Transport;
+use lifecycle::{Core, Need, Phase};
+use run::{Origin, Run, RunFiles, RunParts};
 
 static NEXT_MACHINE: AtomicU64 = AtomicU64::new(0);
+
+/// A command sent with [`Machine::command_send`], whose reply is collected
+/// with [`Machine::command_receive`]. Tickets are unique in the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(u64);
+
+impl Ticket {
+    /// The ticket's number (what the C API hands out).
+    pub fn id(&self) -> u64 {
+        self.0
+    }
+
+    /// The ticket with number `id`.
+    pub fn from_id(id: u64) -> Ticket {
+        Ticket(id)
+    }
+}
 
 /// A QEMU virtual machine.
 ///
 /// Dropping a `Machine` whose QEMU still runs kills and reaps it.
 #[derive(Debug)]
 pub struct Machine {
-    inner: Mutex<Inner>,
-    /// Serialises launches against each other and against the start of a
-    /// shutdown; never held while waiting for QEMU to exit.
-    lifecycle: Mutex<()>,
-    /// Default name: `qemu-<pid>-<id>`.
-    id: u64,
-}
-
-#[derive(Debug)]
-struct Inner {
-    config: Config,
-    /// The current run, or the last one (kept for its exit status, log and
-    /// events) until the next launch.
-    run: Option<Arc<Run>>,
-    /// Connected to a QEMU started elsewhere: no launch, no configuration.
-    attached: bool,
+    core: Arc<Core>,
 }
 
 impl Machine {
@@ -68,13 +74,11 @@ impl Machine {
     /// [`Machine::launch`].
     pub fn new(config: Config) -> Machine {
         Machine {
-            inner: Mutex::new(Inner {
+            core: Arc::new(Core::new(
                 config,
-                run: None,
-                attached: false,
-            }),
-            lifecycle: Mutex::new(()),
-            id: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
+                NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
+                Phase::Idle,
+            )),
         }
     }
 
@@ -87,7 +91,7 @@ impl Machine {
     pub fn attach_unix(path: impl AsRef<Path>, timeout: Option<Duration>) -> Result<Machine> {
         let path = path.as_ref();
         let deadline = Deadline::after(timeout);
-        let socket = launch::connect_unix(path)?;
+        let socket = launch::connect_unix(path, deadline)?;
         Self::attach(
             socket,
             Transport::Unix,
@@ -116,23 +120,50 @@ impl Machine {
         address: String,
         deadline: Deadline,
     ) -> Result<Machine> {
+        let config = Config::new(String::new());
+        let listeners = Arc::new(ListenerSet::default());
         let options = ConnectOptions {
-            event_queue_capacity: DEFAULT_EVENT_QUEUE_CAPACITY,
+            event_queue_capacity: config.event_queue_capacity,
+            event_queue_bytes: config.event_queue_bytes,
             trace: None,
+            listeners: Arc::clone(&listeners),
         };
-        let qmp = QmpConnection::handshake(socket, deadline, None, &options)?;
-        let machine = Machine::new(Config::new(String::new()));
-        {
-            let mut inner = machine.inner.lock();
-            inner.attached = true;
-            inner.run = Some(Arc::new(Run::attached(qmp, transport, address)));
-        }
-        Ok(machine)
+        let qmp = QmpConnection::handshake(socket, None, deadline, &options)?;
+        let run = Run::new(RunParts {
+            origin: Origin::Attached(address.clone()),
+            command_line: vec![address],
+            process: None,
+            qmp: Some(qmp),
+            transport,
+            monitor_port: None,
+            console: None,
+            files: RunFiles::default(),
+            log_path: None,
+        });
+        let mut core = Core::new(
+            config,
+            NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
+            Phase::Attached(Arc::new(run)),
+        );
+        core.listeners = listeners;
+        Ok(Machine {
+            core: Arc::new(core),
+        })
+    }
+
+    /// [`Error::State`] in a process forked from the one that created this
+    /// machine (see `owner.rs`).
+    pub(crate) fn check_owner(&self) -> Result<()> {
+        self.core.check_owner()
     }
 
     /// Whether this machine is attached to a QEMU started elsewhere.
     pub fn is_attached(&self) -> bool {
-        self.inner.lock().attached
+        self.core
+            .phase()
+            .ok()
+            .and_then(|p| p.run().map(|r| r.is_attached()))
+            .unwrap_or(false)
     }
 
     /// Change the configuration. [`Error::State`] while QEMU runs; allowed
@@ -147,28 +178,18 @@ impl Machine {
     /// .unwrap();
     /// ```
     pub fn configure<R>(&self, change: impl FnOnce(&mut Config) -> R) -> Result<R> {
-        let mut inner = self.inner.lock();
-        if inner.attached {
-            return Err(Error::state(
-                "an attached machine cannot be configured (QEMU was started elsewhere)",
-            ));
-        }
-        if inner.run.as_ref().is_some_and(|run| run.is_active()) {
-            return Err(Error::state(
-                "cannot configure a launched machine; shut it down first",
-            ));
-        }
-        Ok(change(&mut inner.config))
+        self.core.configure(change)
     }
 
-    /// Like [`Machine::configure`] for a change that can fail.
+    /// Like [`Machine::configure`] for a change that can fail. Invalid input
+    /// is [`Error::InvalidArgument`] whatever the state.
     pub fn try_configure<R>(&self, change: impl FnOnce(&mut Config) -> Result<R>) -> Result<R> {
-        self.configure(change)?
+        self.core.try_configure(change)
     }
 
     /// A copy of the current configuration.
-    pub fn config(&self) -> Config {
-        self.inner.lock().config.clone()
+    pub fn config(&self) -> Result<Config> {
+        self.core.config()
     }
 
     /// Start QEMU and, unless QMP is disabled, complete QMP negotiation.
@@ -177,194 +198,32 @@ impl Machine {
     /// directory or descriptor) and the error is [`Error::Launch`], holding
     /// QEMU's exit status, command line and output. A QEMU that exits early
     /// is reported as soon as it has exited, not after the launch timeout.
+    /// [`Machine::kill`] (or dropping the machine) from another thread
+    /// cancels a launch at any point.
     pub fn launch(&self) -> Result<()> {
-        let _life = self.lifecycle.lock();
-        let config = {
-            let mut inner = self.inner.lock();
-            if inner.attached {
-                return Err(Error::state(
-                    "an attached machine cannot be launched (QEMU was started elsewhere)",
-                ));
-            }
-            if inner.run.as_ref().is_some_and(|run| run.is_active()) {
-                return Err(Error::state("the machine is already launched"));
-            }
-            // The previous run's events, output and status go now.
-            if let Some(old) = inner.run.take() {
-                old.finish();
-            }
-            inner.config.clone()
-        };
-        let deadline = Deadline::after(config.launch_timeout);
-        let fail_early = |reason: String| {
-            Error::Launch(Box::new(LaunchError {
-                reason,
-                exit_status: None,
-                command_line: quote_command_line(&config.preview_argv()),
-                output: String::new(),
-            }))
-        };
-        let trace = match &config.qmp_trace {
-            Some(path) => Some(Arc::new(Trace::open(path).map_err(|e| {
-                fail_early(format!("cannot open the QMP trace {}: {e}", path.display()))
-            })?)),
-            None => None,
-        };
-        let prepared = Prepared::new(&config, self.id).map_err(fail_early)?;
-        let spawned = QemuProcess::spawn(&SpawnSpec {
-            argv: &prepared.argv,
-            output: &prepared.log_file,
-            inherit: &prepared.inherit,
-        });
-        // Our copies of QEMU's socketpair ends must go now, or QEMU's exit
-        // would not show up as EOF on our side.
-        drop(prepared.qemu_ends);
-        drop(prepared.log_file);
-        let (process, spawn_error) = match spawned {
-            Ok(process) => (Some(process), None),
-            Err(e) => (None, Some(e)),
-        };
-        let run = Arc::new(Run {
-            command_line: prepared.argv,
-            process,
-            qmp: OnceLock::new(),
-            qmp_enabled: config.qmp_enabled,
-            transport: prepared.transport,
-            monitor_port: prepared.monitor_port,
-            console: prepared.console,
-            temp_dir: Mutex::new(Some(prepared.temp_dir)),
-            remove_on_finish: prepared.remove_on_finish,
-            log_path: Some(prepared.log_path),
-            captured_log: Mutex::new(None),
-            quit_issued: Default::default(),
-            killed: Default::default(),
-            finished: Mutex::new(false),
-        });
-        self.inner.lock().run = Some(Arc::clone(&run));
-
-        if let Some(e) = spawn_error {
-            run.finish();
-            let program = run.command_line.first().map_or("", String::as_str);
-            return Err(run.launch_error(format!("cannot execute {program:?}: {e}")));
-        }
-        let process = run.process.as_ref().expect("spawned");
-        let options = ConnectOptions {
-            event_queue_capacity: config.event_queue_capacity,
-            trace,
-        };
-        let connected = match prepared.qmp {
-            QmpEndpoint::None => return Ok(()),
-            QmpEndpoint::Connected(socket) => Ok(socket),
-            QmpEndpoint::Listening(listener) => listener.accept(deadline, process),
-        }
-        .and_then(|socket| {
-            let exit_fd = process.exit_fd();
-            let watch = exit_fd.as_deref().map(AsFd::as_fd);
-            QmpConnection::handshake(socket, deadline, watch, &options)
-        });
-        match connected {
-            Ok(connection) => {
-                let _ = run.qmp.set(connection);
-                Ok(())
-            }
-            Err(e) => {
-                if matches!(e, Error::Disconnected(_)) {
-                    // QEMU is on its way out: let it report its own status.
-                    process.wait_until(Deadline::after(Some(LAUNCH_EXIT_GRACE)));
-                }
-                run.finish();
-                Err(run.launch_error(e.to_string()))
-            }
-        }
+        self.core.launch()
     }
 
     /// Run a QMP command and return QEMU's whole reply, `{"return": ...}` or
-    /// `{"error": {"class": ..., "desc": ...}}`, without the `id` the
-    /// library added. `args` must be a JSON object. A QMP error is not an
-    /// `Err` here; see [`Machine::command`]. A timeout does not cancel the
-    /// command: QEMU may still run it.
+    /// `{"error": {"class": ..., "desc": ...}}`. `args` must be a JSON
+    /// object. A QMP error is not an `Err` here; see [`Machine::command`].
+    /// A timeout does not cancel the command: QEMU may still run it.
     pub fn qmp(&self, cmd: &str, args: Option<&Value>, timeout: Option<Duration>) -> Result<Value> {
-        self.execute(cmd, args, timeout)?
+        let args = args.map(Arguments::from_value).transpose()?;
+        self.execute(cmd, args.as_ref(), timeout)?
             .to_value()
             .map_err(Error::Protocol)
     }
 
-    /// [`Machine::qmp`] with the reply as JSON text, as QEMU sent it: a
-    /// large reply is never built into a tree.
+    /// [`Machine::qmp`] with arguments and reply as JSON text (a large
+    /// reply is never built into a tree; arguments are sent as written).
     pub fn qmp_text(
         &self,
         cmd: &str,
-        args: Option<&Value>,
+        args: Option<&Arguments>,
         timeout: Option<Duration>,
     ) -> Result<String> {
         Ok(self.execute(cmd, args, timeout)?.to_json_text())
-    }
-
-    fn execute(&self, cmd: &str, args: Option<&Value>, timeout: Option<Duration>) -> Result<Reply> {
-        if cmd.is_empty() {
-            return Err(Error::invalid("the command name must not be empty"));
-        }
-        if let Some(args) = args {
-            if !args.is_object() {
-                return Err(Error::invalid(format!(
-                    "arguments of '{cmd}' must be a JSON object, not {args}"
-                )));
-            }
-        }
-        let run = self.command_run()?;
-        let qmp = run.qmp.get().expect("checked by command_run");
-        let reply = qmp
-            .execute(cmd, args, Deadline::after(timeout))
-            .map_err(|e| run.explain(e))?;
-        if cmd == "quit" && !reply.is_error() {
-            run.quit_issued.store(true, Ordering::SeqCst);
-        }
-        Ok(reply)
-    }
-
-    /// Pass `fd` to QEMU under the name `fdname`: sends `getfd` with the
-    /// descriptor as `SCM_RIGHTS` ancillary data on the QMP socket. The
-    /// name is then usable where QEMU takes an fd name (`closefd`,
-    /// `migrate` to `fd:NAME`, `netdev_add`, ...). Only possible on a
-    /// Unix-socket monitor: otherwise [`Error::State`]. A refusal by QEMU is
-    /// [`Error::Command`].
-    pub fn send_fd(
-        &self,
-        fd: BorrowedFd<'_>,
-        fdname: &str,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        let run = self.command_run()?;
-        if run.transport != Transport::Unix {
-            return Err(Error::state(
-                "descriptors can only be passed over a Unix-socket QMP monitor (this one is TCP)",
-            ));
-        }
-        let qmp = run.qmp.get().expect("checked by command_run");
-        let args = serde_json::json!({ "fdname": fdname });
-        let reply = qmp
-            .execute_with_fd("getfd", Some(&args), fd, Deadline::after(timeout))
-            .map_err(|e| run.explain(e))?;
-        returned("getfd", reply).map(drop)
-    }
-
-    /// Start tracing QMP traffic to `path` (see [`Config::qmp_trace`]): for
-    /// every later launch, and at once if a connection is open (also for an
-    /// attached machine).
-    pub fn set_qmp_trace(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let live = self.current_run().filter(|run| run.is_active());
-        if let Some(qmp) = live.as_ref().and_then(|run| run.qmp.get()) {
-            let trace = Trace::open(path).map_err(|e| {
-                Error::io(format!("cannot open the QMP trace {}", path.display()), e)
-            })?;
-            qmp.set_trace(Some(Arc::new(trace)));
-        }
-        let mut inner = self.inner.lock();
-        if !inner.attached {
-            inner.config.qmp_trace(path);
-        }
-        Ok(())
     }
 
     /// Run a QMP command and return its `return` value; a QMP error becomes
@@ -375,22 +234,123 @@ impl Machine {
         args: Option<&Value>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        returned(cmd, self.execute(cmd, args, timeout)?)?
+        let args = args.map(Arguments::from_value).transpose()?;
+        returned(cmd, self.execute(cmd, args.as_ref(), timeout)?)?
             .member()
             .map_err(Error::Protocol)
     }
 
-    /// [`Machine::command`] with the `return` value as JSON text, as QEMU
-    /// sent it: a large reply is never built into a tree.
+    /// [`Machine::command`] with arguments and `return` value as JSON text.
     pub fn command_text(
         &self,
         cmd: &str,
-        args: Option<&Value>,
+        args: Option<&Arguments>,
         timeout: Option<Duration>,
     ) -> Result<String> {
         Ok(returned(cmd, self.execute(cmd, args, timeout)?)?
             .member_text()
             .to_string())
+    }
+
+    fn execute(
+        &self,
+        cmd: &str,
+        args: Option<&Arguments>,
+        timeout: Option<Duration>,
+    ) -> Result<Reply> {
+        let run = self.core.run(Need::Live)?;
+        let qmp = run.qmp()?;
+        let reply = qmp
+            .execute(cmd, args, Deadline::after(timeout))
+            .map_err(|e| run.explain(e))?;
+        if cmd == "quit" && !reply.is_error() {
+            run.quit_issued.store(true, Ordering::SeqCst);
+        }
+        Ok(reply)
+    }
+
+    /// Send a command now without waiting for its reply (pipelining, event
+    /// loops): never blocks — what the socket does not take at once is
+    /// written as later calls read or write. Collect the reply with
+    /// [`Machine::command_receive`].
+    pub fn command_send(&self, cmd: &str, args: Option<&Arguments>) -> Result<Ticket> {
+        let run = self.core.run(Need::Live)?;
+        let ticket = run
+            .qmp()?
+            .send(cmd, args, None, None)
+            .map_err(|e| run.explain(e))?;
+        if cmd == "quit" {
+            run.quit_issued.store(true, Ordering::SeqCst);
+        }
+        Ok(Ticket(ticket))
+    }
+
+    /// The whole reply (as [`Machine::qmp_text`] gives it) to a command
+    /// sent with [`Machine::command_send`]. A timeout (`Some(ZERO)` polls)
+    /// keeps the ticket valid; any other outcome consumes it. A ticket
+    /// that is not outstanding on this machine is
+    /// [`Error::InvalidArgument`]; the run ending answers every
+    /// outstanding ticket with [`Error::Disconnected`].
+    pub fn command_receive(&self, ticket: Ticket, timeout: Option<Duration>) -> Result<String> {
+        let run = self.core.run(Need::Any)?;
+        let reply = run
+            .qmp()?
+            .receive(
+                ticket.0,
+                Deadline::after(timeout),
+                OnTimeout::Keep,
+                "the command",
+            )
+            .map_err(|e| run.explain(e))?;
+        Ok(reply.to_json_text())
+    }
+
+    /// Pass `fd` to QEMU under the name `fdname`: sends `getfd` with the
+    /// descriptor as `SCM_RIGHTS` ancillary data on the QMP socket. The
+    /// name is then usable where QEMU takes an fd name (`closefd`,
+    /// `migrate` to `fd:NAME`, `netdev_add`, ...). Only possible on a
+    /// Unix-socket monitor: otherwise [`Error::AddDevice`]. A refusal by
+    /// QEMU is [`Error::Command`].
+    pub fn send_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        fdname: &str,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let run = self.core.run(Need::Live)?;
+        if run.transport != Transport::Unix {
+            return Err(Error::AddDevice(
+                "descriptors can only be passed over a Unix-socket QMP monitor (this one is TCP)"
+                    .into(),
+            ));
+        }
+        let args = Arguments::from_value(&serde_json::json!({ "fdname": fdname }))?;
+        let reply = run
+            .qmp()?
+            .execute_with("getfd", Some(&args), Some(fd), Deadline::after(timeout))
+            .map_err(|e| run.explain(e))?;
+        returned("getfd", reply).map(drop)
+    }
+
+    /// Start tracing QMP traffic to `path` (see [`Config::qmp_trace`]): for
+    /// every later launch, and at once if a connection is open (also for an
+    /// attached machine).
+    pub fn set_qmp_trace(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if let Ok(run) = self.core.run(Need::Live) {
+            if let Some(qmp) = &run.qmp {
+                let trace = Trace::open(path).map_err(|e| {
+                    Error::io(format!("cannot open the QMP trace {}", path.display()), e)
+                })?;
+                qmp.set_trace(Some(Arc::new(trace)));
+            }
+            if run.is_attached() {
+                return Ok(());
+            }
+        }
+        self.core.configure(|c| {
+            c.qmp_trace(path);
+        })
     }
 
     /// Remove and return the oldest queued event, waiting up to `timeout`
@@ -415,59 +375,111 @@ impl Machine {
     /// Like [`Machine::event_wait`] for the first event that passes any of
     /// `filters`.
     pub fn events_wait(&self, filters: &[EventFilter], timeout: Option<Duration>) -> Result<Value> {
-        if filters.is_empty() {
-            return Err(Error::invalid(
-                "no event filters: no event could ever match",
-            ));
-        }
-        let run = self.qmp_run()?;
-        let qmp = run.qmp.get().expect("checked by qmp_run");
-        qmp.wait_event(
-            |ev| filters.iter().any(|f| f.matches(ev)),
-            Deadline::after(timeout),
-            || EventFilter::describe(filters),
-        )
-        .map_err(|e| run.explain(e))
+        EventFilter::check_list(filters)?;
+        let run = self.core.run(Need::Any)?;
+        run.qmp()?
+            .wait_event(
+                |ev| filters.iter().any(|f| f.matches(ev)),
+                Deadline::after(timeout),
+                || EventFilter::describe(filters),
+            )
+            .map_err(|e| run.explain(e))
     }
 
     /// All queued events, oldest first; the queue is left empty.
     pub fn events_take(&self) -> Result<Vec<Value>> {
-        let run = self.qmp_run()?;
-        Ok(run.qmp.get().expect("checked by qmp_run").take_events())
+        let run = self.core.run(Need::Any)?;
+        Ok(run.qmp()?.take_events())
     }
 
     /// Events dropped because the queue was full, in this run.
     pub fn events_dropped(&self) -> u64 {
-        self.qmp_run()
+        self.qmp_stat(QmpConnection::events_dropped)
+    }
+
+    /// Replies that arrived for no waiting command (late replies to
+    /// commands that timed out), dropped, in this run.
+    pub fn stray_replies(&self) -> u64 {
+        self.qmp_stat(QmpConnection::stray_replies)
+    }
+
+    /// Bytes this run has written to QEMU's QMP monitor (the benchmark
+    /// compares them with a minimal client's).
+    pub fn qmp_bytes_written(&self) -> u64 {
+        self.qmp_stat(QmpConnection::bytes_written)
+    }
+
+    fn qmp_stat(&self, stat: impl Fn(&QmpConnection) -> u64) -> u64 {
+        self.core
+            .run(Need::Any)
             .ok()
-            .and_then(|run| run.qmp.get().map(QmpConnection::events_dropped))
+            .and_then(|run| run.qmp.as_ref().map(&stat))
             .unwrap_or(0)
     }
 
-    /// Replies that arrived for no waiting command (late replies to commands
-    /// that timed out, unknown ids), dropped, in this run.
-    pub fn stray_replies(&self) -> u64 {
-        self.qmp_run()
-            .ok()
-            .and_then(|run| run.qmp.get().map(QmpConnection::stray_replies))
-            .unwrap_or(0)
+    /// A listener that receives a copy of every event passing any of
+    /// `filters` (`None`: every event) that QEMU sends from now on, through
+    /// any number of launches, until it is dropped. The machine's own queue
+    /// is unaffected. See [`Listener`].
+    pub fn listen(&self, filters: Option<Vec<EventFilter>>) -> Result<Listener> {
+        if let Some(filters) = &filters {
+            EventFilter::check_list(filters)?;
+        }
+        self.core.check_owner()?;
+        Listener::new(&self.core, filters)
+    }
+
+    /// A descriptor for event loops: readable when QMP input waits to be
+    /// routed, when QEMU has exited, and (for good) once the run has ended.
+    /// Poll it, then call [`Machine::dispatch`]. `None` when not running.
+    /// It stays open until the next launch or until the machine is dropped.
+    pub fn poll_fd(&self) -> Result<Option<RawFd>> {
+        let Ok(run) = self.core.run(Need::Live) else {
+            return Ok(None);
+        };
+        match &run.qmp {
+            Some(qmp) => qmp.loop_fd().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Route whatever QMP input has arrived (replies to tickets, events to
+    /// the queue and listeners) without ever blocking: returns at once if
+    /// another thread is reading. [`Error::Disconnected`] once the run has
+    /// ended, with QEMU's exit status.
+    pub fn dispatch(&self) -> Result<()> {
+        let run = self.core.run(Need::Any)?;
+        run.qmp()?.dispatch().map_err(|e| run.explain(e))
     }
 
     /// Wait until `success` appears on the serial console after the read
     /// cursor (byte-wise, so a prompt without a newline matches). Returns
     /// the output from the cursor up to and including the match and moves
-    /// the cursor past it. If `failure` appears first: [`Error::ConsoleFailure`]
-    /// (the cursor moves past it). On timeout: [`Error::Timeout`] with the
-    /// output seen so far; the cursor stays. Once QEMU is gone and the
-    /// buffered output does not match: [`Error::Disconnected`].
+    /// the cursor past it. If `failure` appears first:
+    /// [`Error::ConsoleFailure`] (the cursor moves past it). On timeout:
+    /// [`Error::Timeout`] with the output seen so far; the cursor stays.
+    /// Once QEMU is gone and the buffered output does not match:
+    /// [`Error::Disconnected`]. Concurrent waits never return the same
+    /// bytes: each continues from where the other's match ended.
     pub fn console_wait(
         &self,
         success: &str,
         failure: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<String> {
+        self.console_wait_bytes(success, failure, timeout)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// [`Machine::console_wait`] returning the output byte-exact.
+    pub fn console_wait_bytes(
+        &self,
+        success: &str,
+        failure: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>> {
         check_patterns(success, failure)?;
-        let run = self.console_run()?;
+        let run = self.console_run(Need::Any)?;
         let console = run.console.as_ref().expect("checked by console_run");
         console
             .wait(success, failure, Deadline::after(timeout))
@@ -484,16 +496,16 @@ impl Machine {
         timeout: Option<Duration>,
     ) -> Result<String> {
         check_patterns(success, failure)?;
-        let run = self.console_run()?;
+        let run = self.console_run(Need::Live)?;
         let console = run.console.as_ref().expect("checked by console_run");
         let deadline = Deadline::after(timeout);
         let mut line = Vec::with_capacity(command.len() + 1);
         line.extend_from_slice(command.as_bytes());
         line.push(b'\r');
-        run.check_writable()?;
         console
             .write(&line, deadline)
             .and_then(|()| console.wait(success, failure, deadline))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| run.explain(e))
     }
 
@@ -501,8 +513,7 @@ impl Machine {
     /// its console and the socket buffer is full; QEMU exiting (or
     /// [`Machine::kill`] from another thread) ends the wait.
     pub fn console_write(&self, data: &[u8]) -> Result<()> {
-        let run = self.console_run()?;
-        run.check_writable()?;
+        let run = self.console_run(Need::Live)?;
         let console = run.console.as_ref().expect("checked by console_run");
         console
             .write(data, Deadline::never())
@@ -510,19 +521,26 @@ impl Machine {
     }
 
     /// Console output after the read cursor, without waiting; moves the
-    /// cursor to the end. Readable after QEMU has exited, until the next
-    /// launch.
+    /// cursor to the end. Invalid UTF-8 is replaced; see
+    /// [`Machine::console_read_bytes`]. Readable after QEMU has exited,
+    /// until the next launch.
     pub fn console_read(&self) -> Result<String> {
-        let run = self.console_run()?;
+        self.console_read_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// [`Machine::console_read`], byte-exact (NUL bytes included).
+    pub fn console_read_bytes(&self) -> Result<Vec<u8>> {
+        let run = self.console_run(Need::Any)?;
         Ok(run.console.as_ref().expect("checked by console_run").read())
     }
 
     /// Console bytes dropped in this run because the in-memory buffer was
     /// full.
     pub fn console_dropped(&self) -> u64 {
-        self.console_run()
+        self.console_run(Need::Any)
             .ok()
-            .and_then(|run| run.console.as_ref().map(Console::dropped))
+            .and_then(|run| run.console.as_ref().map(|c| c.dropped()))
             .unwrap_or(0)
     }
 
@@ -531,50 +549,24 @@ impl Machine {
     /// exit. If that fails, QEMU is killed and reaped and the result is
     /// [`Error::AbnormalShutdown`] saying why. `Ok` only if QEMU exited with
     /// status 0 without being killed by the library. Cleans up in every
-    /// case. Not launched: does nothing.
+    /// case, by the deadline (a launch still in progress then is
+    /// cancelled). Not launched: does nothing.
     pub fn shutdown(&self, timeout: Option<Duration>) -> Result<()> {
-        let Some(run) = self.unfinished_run() else {
-            return Ok(());
-        };
-        let result = run.stop(Deadline::after(timeout));
-        run.finish();
-        result
+        self.core.shutdown(Deadline::after(timeout))
     }
 
     /// Kill QEMU with SIGKILL, reap it and clean up. Interrupts a launch,
     /// shutdown or wait in progress in another thread. Not launched: does
     /// nothing.
     pub fn kill(&self) -> Result<()> {
-        if self.is_attached() {
-            return Err(Error::state(
-                "an attached QEMU was not started by this library and cannot be killed; \
-                 use shutdown (quit) instead",
-            ));
-        }
-        // A launch in progress holds `lifecycle`: kill its QEMU first so the
-        // launch fails at once instead of waiting for its timeout.
-        let current = self.inner.lock().run.clone();
-        if let Some(run) = current {
-            run.kill();
-        }
-        if let Some(run) = self.unfinished_run() {
-            run.kill();
-            run.finish();
-        }
-        Ok(())
+        self.core.kill()
     }
 
-    /// Kill our QEMU, or disconnect from an attached one, and clean up:
-    /// every call blocked on this machine returns. What dropping a machine
-    /// does, for a machine that is shared.
+    /// Kill our QEMU (cancelling a launch in progress), or disconnect from
+    /// an attached one, and clean up: every call blocked on this machine
+    /// returns. What dropping a machine does, for a machine that is shared.
     pub fn release(&self) {
-        if self.is_attached() {
-            if let Some(run) = self.current_run() {
-                run.finish();
-            }
-        } else {
-            let _ = self.kill();
-        }
+        self.core.release()
     }
 
     /// Wait up to `timeout` for QEMU to exit on its own (a guest power-off),
@@ -582,108 +574,69 @@ impl Machine {
     /// [`Machine::exit_status`]); on timeout returns [`Error::Timeout`] and
     /// leaves QEMU running. Not launched: does nothing.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<()> {
-        let Some(run) = self.unfinished_run() else {
-            return Ok(());
-        };
-        run.wait_exit(Deadline::after(timeout))?;
-        run.finish();
-        Ok(())
+        self.core.wait(Deadline::after(timeout))
     }
 
-    /// Whether QEMU is running.
+    /// Whether QEMU is running (launched, not yet ended, and alive; for an
+    /// attachment: connected). Never blocks.
     pub fn is_running(&self) -> bool {
-        self.current_run().is_some_and(|run| run.is_active())
+        match self.core.phase() {
+            Ok(Phase::Running(run) | Phase::Attached(run)) => run.is_alive(),
+            _ => false,
+        }
     }
 
-    /// QEMU's pid while it runs.
+    /// QEMU's pid while the process exists (from its start during a launch
+    /// until it is reaped).
     pub fn pid(&self) -> Option<i32> {
-        let run = self.current_run()?;
-        let process = run.process.as_ref()?;
-        run.is_active().then(|| process.pid())
+        self.core.pid()
     }
 
     /// How QEMU ended, once it has (after any exit, including a failed
     /// launch in which it ran). `None` while it runs or if it never started.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        let run = self.current_run()?;
+        let run = self.core.run(Need::Any).ok()?;
         run.process.as_ref()?.try_wait()
     }
 
     /// QEMU's stdout and stderr so far (or of the last run).
     /// [`Error::State`] before the first launch.
     pub fn log(&self) -> Result<String> {
-        let run = self
-            .current_run()
-            .ok_or_else(|| Error::state("the machine has not been launched"))?;
-        run.log()
+        self.core.run(Need::Any)?.log()
     }
 
     /// The TCP port of a TCP monitor (the one picked when port 0 was
     /// asked for), while launched or after.
     pub fn monitor_port(&self) -> Option<u16> {
-        self.current_run()?.monitor_port
+        self.core.run(Need::Any).ok()?.monitor_port
     }
 
     /// The per-run temporary directory (mode 0700), while launched.
     pub fn temp_dir(&self) -> Option<PathBuf> {
-        let run = self.current_run()?;
-        let dir = run.temp_dir.lock();
-        dir.as_ref().map(|d| d.path().to_path_buf())
+        let run = self.core.run(Need::Any).ok()?;
+        let files = run.files.lock();
+        files.temp_dir.as_ref().map(|d| d.path().to_path_buf())
     }
 
     /// The full command line of the current or last run.
     pub fn command_line(&self) -> Option<Vec<String>> {
-        Some(self.current_run()?.command_line.clone())
+        Some(self.core.run(Need::Any).ok()?.command_line.clone())
     }
 
     /// The QMP greeting of the current or last run.
     pub fn greeting(&self) -> Option<Value> {
-        let run = self.current_run()?;
-        run.qmp.get().map(|q| q.greeting().clone())
-    }
-
-    fn current_run(&self) -> Option<Arc<Run>> {
-        self.inner.lock().run.clone()
-    }
-
-    /// The run a shutdown, kill or wait acts on: launched and not yet
-    /// cleaned up. Waits for a launch in progress to finish first.
-    fn unfinished_run(&self) -> Option<Arc<Run>> {
-        let _life = self.lifecycle.lock();
-        self.current_run().filter(|run| !run.is_finished())
-    }
-
-    /// The run whose QMP connection (open or closed) holds the events.
-    fn qmp_run(&self) -> Result<Arc<Run>> {
-        let run = self
-            .current_run()
-            .ok_or_else(|| Error::state("the machine has not been launched"))?;
-        if !run.qmp_enabled {
-            return Err(Error::state("QMP is disabled for this machine"));
-        }
-        if run.qmp.get().is_none() {
-            return Err(Error::state("QMP is not connected (the launch failed)"));
-        }
-        Ok(run)
+        let run = self.core.run(Need::Any).ok()?;
+        run.qmp.as_ref().map(|q| q.greeting().clone())
     }
 
     /// The run whose console (open or closed) holds the output.
-    fn console_run(&self) -> Result<Arc<Run>> {
-        let run = self
-            .current_run()
-            .ok_or_else(|| Error::state("the machine has not been launched"))?;
+    fn console_run(&self, need: Need) -> Result<Arc<Run>> {
+        let run = self.core.run(need)?;
         if run.console.is_none() {
-            return Err(Error::state(
-                "the machine has no console (configure one with set_console)",
+            return Err(Error::AddDevice(
+                "the machine has no console (configure one with console())".into(),
             ));
         }
-        Ok(run)
-    }
-
-    /// The run to send a command to: launched, not yet shut down.
-    fn command_run(&self) -> Result<Arc<Run>> {
-        let run = self.qmp_run()?;
-        run.check_writable()?;
         Ok(run)
     }
 }
@@ -702,7 +655,7 @@ fn check_patterns(success: &str, failure: Option<&str>) -> Result<()> {
 }
 
 /// The reply if QEMU answered `return`; its `error` as [`Error::Command`].
-fn returned(cmd: &str, reply: Reply) -> Result<Reply> {
+pub(crate) fn returned(cmd: &str, reply: Reply) -> Result<Reply> {
     if !reply.is_error() {
         return Ok(reply);
     }
@@ -723,10 +676,8 @@ fn returned(cmd: &str, reply: Reply) -> Result<Reply> {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        // An attached QEMU is not ours: `finish` only disconnects from it.
-        if let Some(run) = self.inner.get_mut().run.take() {
-            run.kill();
-            run.finish();
-        }
+        // Kills our QEMU; an attached one is only disconnected from. In a
+        // forked child's copy this does nothing (see `owner.rs`).
+        self.core.release();
     }
 }

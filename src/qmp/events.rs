@@ -5,9 +5,13 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-/// Default bound of the event queue. Beyond it the oldest event is dropped
-/// and counted (see [`crate::Machine::events_dropped`]).
+/// Default bound of an event queue in events. Beyond it (or beyond
+/// [`DEFAULT_EVENT_QUEUE_BYTES`]) the oldest event is dropped and counted
+/// (see [`crate::Machine::events_dropped`]).
 pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 65536;
+
+/// Default bound of an event queue in bytes of event text.
+pub const DEFAULT_EVENT_QUEUE_BYTES: usize = 16 << 20;
 
 /// Does `event` match `pattern`?
 ///
@@ -68,6 +72,16 @@ impl EventFilter {
             .is_none_or(|pattern| event_match(event, pattern))
     }
 
+    /// A filter list that can match something: not empty.
+    pub(crate) fn check_list(filters: &[EventFilter]) -> crate::Result<()> {
+        if filters.is_empty() {
+            return Err(crate::Error::invalid(
+                "no event filters: no event could ever match",
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn describe(filters: &[EventFilter]) -> String {
         let parts: Vec<String> = filters
             .iter()
@@ -87,33 +101,56 @@ impl EventFilter {
     }
 }
 
-/// FIFO of received events. Each event carries a sequence number so a
+/// FIFO of received events, bounded by count and by bytes (the size of
+/// each event as QEMU sent it). Each event carries a sequence number so a
 /// waiter can resume its scan where it left off instead of re-matching the
 /// whole queue after every wake-up.
 #[derive(Debug)]
 pub(crate) struct EventQueue {
-    items: VecDeque<(u64, Value)>,
+    items: VecDeque<Queued>,
     next_seq: u64,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     dropped: u64,
 }
 
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    size: usize,
+    event: Value,
+}
+
 impl EventQueue {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         EventQueue {
             items: VecDeque::new(),
             next_seq: 0,
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
+            bytes: 0,
             dropped: 0,
         }
     }
 
-    pub(crate) fn push(&mut self, event: Value) {
-        if self.items.len() >= self.capacity {
-            self.items.pop_front();
+    /// Queue `event` (`size` bytes as received), dropping the oldest
+    /// events while either bound is exceeded; an event larger than the
+    /// byte bound on its own is kept (alone).
+    pub(crate) fn push(&mut self, event: Value, size: usize) {
+        while !self.items.is_empty()
+            && (self.items.len() >= self.capacity || self.bytes + size > self.max_bytes)
+        {
+            let old = self.items.pop_front().expect("not empty");
+            self.bytes -= old.size;
             self.dropped += 1;
         }
-        self.items.push_back((self.next_seq, event));
+        self.bytes += size;
+        self.items.push_back(Queued {
+            seq: self.next_seq,
+            size,
+            event,
+        });
         self.next_seq += 1;
     }
 
@@ -125,28 +162,70 @@ impl EventQueue {
         from: u64,
         mut pred: impl FnMut(&Value) -> bool,
     ) -> Result<Value, u64> {
-        let start = self.items.partition_point(|(seq, _)| *seq < from);
+        let start = self.items.partition_point(|q| q.seq < from);
         let found = self
             .items
             .range(start..)
-            .position(|(_, ev)| pred(ev))
+            .position(|q| pred(&q.event))
             .map(|i| start + i);
         match found {
-            Some(i) => Ok(self.items.remove(i).expect("index in range").1),
+            Some(i) => {
+                let q = self.items.remove(i).expect("index in range");
+                self.bytes -= q.size;
+                Ok(q.event)
+            }
             None => Err(self.next_seq),
         }
     }
 
+    /// The oldest event.
+    pub(crate) fn pop(&mut self) -> Option<Value> {
+        let q = self.items.pop_front()?;
+        self.bytes -= q.size;
+        Some(q.event)
+    }
+
     pub(crate) fn take_all(&mut self) -> Vec<Value> {
-        self.items.drain(..).map(|(_, ev)| ev).collect()
+        self.bytes = 0;
+        self.items.drain(..).map(|q| q.event).collect()
     }
 
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+/// Every event of a run as QEMU sent it, for failure artifacts: bounded by
+/// bytes (the oldest go first, counted), independent of what was taken
+/// from the queues.
+#[derive(Debug, Default)]
+pub(crate) struct EventHistory {
+    lines: VecDeque<Box<[u8]>>,
+    bytes: usize,
+    dropped: u64,
+}
+
+/// Bound of the event history.
+const HISTORY_BYTES: usize = 8 << 20;
+
+impl EventHistory {
+    pub(crate) fn push(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        while !self.lines.is_empty() && self.bytes + line.len() > HISTORY_BYTES {
+            let old = self.lines.pop_front().expect("not empty");
+            self.bytes -= old.len();
+            self.dropped += 1;
+        }
+        self.bytes += line.len();
+        self.lines.push_back(line.into());
     }
 }
 
@@ -191,18 +270,33 @@ mod tests {
 
     #[test]
     fn queue_keeps_order_and_resumes_scan() {
-        let mut q = EventQueue::new(3);
+        let mut q = EventQueue::new(3, 1 << 20);
         for i in 0..4 {
-            q.push(json!({"event": "E", "n": i}));
+            q.push(json!({"event": "E", "n": i}), 10);
         }
         assert_eq!(q.dropped(), 1);
         let resume = q.take_first(0, |e| e["n"] == 9).unwrap_err();
         assert_eq!(resume, 4);
         assert_eq!(q.take_first(0, |e| e["n"] == 2).unwrap()["n"], 2);
         // Events scanned before are skipped when resuming.
-        q.push(json!({"event": "E", "n": 1}));
+        q.push(json!({"event": "E", "n": 1}), 10);
         assert_eq!(q.take_first(resume, |e| e["n"] == 1).unwrap()["n"], 1);
         let rest: Vec<_> = q.take_all().iter().map(|e| e["n"].clone()).collect();
         assert_eq!(rest, vec![json!(1), json!(3)]);
+    }
+
+    #[test]
+    fn queue_is_bounded_by_bytes() {
+        let mut q = EventQueue::new(1000, 100);
+        for i in 0..10 {
+            q.push(json!({"n": i}), 30);
+        }
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.dropped(), 7);
+        assert_eq!(q.pop().unwrap()["n"], 7);
+        // One event larger than the bound is kept on its own.
+        q.push(json!({"n": "big"}), 500);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.dropped(), 9);
     }
 }

@@ -2,15 +2,16 @@
 //! one per line. [`LineBuffer`] turns arbitrary reads into whole lines and
 //! [`parse_message`] turns one line into a [`Message`]. Neither does any
 //! I/O, so both can be fed arbitrary input by tests and fuzzers.
+//! [`LineBuffer`] serves the guest agent and qtest channels too.
 
-use std::collections::BTreeMap;
-
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Longest line accepted. `query-qmp-schema` is ~150 KiB; a few QMP replies
 /// (large `query-*` results, screendumps as base64) run to tens of MiB.
-pub const MAX_LINE: usize = 256 << 20;
+/// The buffer's memory peaks near this bound, whatever the peer sends.
+pub const MAX_LINE: usize = 128 << 20;
 
 /// Free space guaranteed for each read. Small, because every connection
 /// has a buffer and most messages are a few hundred bytes; the buffer
@@ -38,6 +39,8 @@ pub struct LineBuffer {
     /// Bytes after `start` already known to contain no newline.
     scanned: usize,
     max_line: usize,
+    /// Dropping the rest of a line that was too long, up to its newline.
+    discarding: bool,
 }
 
 impl Default for LineBuffer {
@@ -55,6 +58,7 @@ impl LineBuffer {
             end: 0,
             scanned: 0,
             max_line,
+            discarding: false,
         }
     }
 
@@ -91,7 +95,11 @@ impl LineBuffer {
             self.start = 0;
         }
         if self.buf.len() - self.end < min {
-            let want = (self.end + min).max(self.buf.len() * 2);
+            // Doubling keeps appends cheap; the cap keeps the peak near the
+            // longest line accepted (a longer one is refused before more
+            // is read).
+            let cap = self.max_line.saturating_add(2 * MIN_READ);
+            let want = (self.end + min).max((self.buf.len() * 2).min(cap));
             self.buf.resize(want, 0);
         }
     }
@@ -103,8 +111,22 @@ impl LineBuffer {
     }
 
     /// The next complete line, without its `\n`. `Ok(None)` when no complete
-    /// line is buffered yet.
+    /// line is buffered yet. A line longer than the limit is an error; the
+    /// buffer then drops it (up to its newline, however late that comes) and
+    /// goes on with the next line, so a protocol that can recover may.
     pub fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
+        if self.discarding {
+            match memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                Some(pos) => {
+                    self.start += pos + 1;
+                    self.discarding = false;
+                }
+                None => {
+                    self.start = self.end;
+                    return Ok(None);
+                }
+            }
+        }
         let from = self.start + self.scanned;
         match memchr::memchr(b'\n', &self.buf[from..self.end]) {
             Some(pos) => {
@@ -113,14 +135,18 @@ impl LineBuffer {
                 self.start = nl + 1;
                 self.scanned = 0;
                 if nl - line_start > self.max_line {
-                    return Err(self.too_long(line_start));
+                    return Err(self.too_long(line_start, nl));
                 }
                 Ok(Some(&self.buf[line_start..nl]))
             }
             None => {
                 self.scanned = self.end - self.start;
                 if self.scanned > self.max_line {
-                    return Err(self.too_long(self.start));
+                    let err = self.too_long(self.start, self.end);
+                    self.start = self.end;
+                    self.scanned = 0;
+                    self.discarding = true;
+                    return Err(err);
                 }
                 Ok(None)
             }
@@ -132,8 +158,8 @@ impl LineBuffer {
         &self.buf[self.start..self.end]
     }
 
-    fn too_long(&self, from: usize) -> LineTooLong {
-        let head_end = (from + 256).min(self.end);
+    fn too_long(&self, from: usize, to: usize) -> LineTooLong {
+        let head_end = (from + 256).min(to);
         LineTooLong {
             limit: self.max_line,
             head: self.buf[from..head_end].to_vec(),
@@ -148,13 +174,9 @@ pub enum Message {
     Greeting(Value),
     /// `{"event": NAME, "data": ..., "timestamp": ...}`.
     Event(Value),
-    /// `{"return": ...}` or `{"error": ...}`, with the `id` taken out.
-    Reply {
-        /// The `id` the reply carried, if any.
-        id: Option<Value>,
-        /// The reply without its `id`.
-        reply: Reply,
-    },
+    /// `{"return": ...}` or `{"error": ...}` (any `id` left out: replies are
+    /// matched by their order).
+    Reply(Reply),
 }
 
 /// A reply to a command as QEMU sent it: its `return` or `error` member,
@@ -212,6 +234,25 @@ impl Reply {
     }
 }
 
+/// The top-level members that tell messages apart. Keys are compared after
+/// unescaping (`"ret\u0075rn"` is `return`); values stay raw text.
+#[derive(Deserialize)]
+struct Members<'a> {
+    #[serde(rename = "QMP", borrow, default, deserialize_with = "present")]
+    greeting: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    event: Option<&'a RawValue>,
+    #[serde(rename = "return", borrow, default, deserialize_with = "present")]
+    ret: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
 /// Parse one line. Blank lines give `Ok(None)`. The error text quotes what
 /// was received.
 ///
@@ -222,10 +263,18 @@ pub fn parse_message(line: &[u8]) -> Result<Option<Message>, String> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let fields: BTreeMap<&str, &RawValue> = match serde_json::from_slice(line) {
-        Ok(fields) => fields,
+    // A derived struct would also take a JSON array (field by position).
+    let is_object = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = if is_object {
+        serde_json::from_slice::<Members<'_>>(line)
+    } else {
+        serde_json::from_slice::<Members<'_>>(b"not an object")
+    };
+    let members: Members<'_> = match parsed {
+        Ok(members) => members,
         Err(e) => {
             return Err(match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Object(_)) => format!("malformed message ({e}): {}", snippet(line)),
                 Ok(other) => format!(
                     "expected a JSON object, got {}: {}",
                     json_kind(&other),
@@ -236,16 +285,16 @@ pub fn parse_message(line: &[u8]) -> Result<Option<Message>, String> {
         }
     };
     let whole = || serde_json::from_slice::<Value>(line).map_err(|e| format!("invalid JSON ({e})"));
-    if fields.contains_key("QMP") {
+    if members.greeting.is_some() {
         return Ok(Some(Message::Greeting(whole()?)));
     }
-    if let Some(name) = fields.get("event") {
+    if let Some(name) = members.event {
         if !name.get().starts_with('"') {
             return Err(format!("event name is not a string: {}", snippet(line)));
         }
         return Ok(Some(Message::Event(whole()?)));
     }
-    let (error, raw) = match (fields.get("error"), fields.get("return")) {
+    let (error, raw) = match (members.error, members.ret) {
         (Some(raw), _) => (true, raw),
         (None, Some(raw)) => (false, raw),
         (None, None) => {
@@ -255,19 +304,10 @@ pub fn parse_message(line: &[u8]) -> Result<Option<Message>, String> {
             ))
         }
     };
-    let id = match fields.get("id") {
-        Some(raw) => {
-            Some(serde_json::from_str(raw.get()).map_err(|e| format!("invalid id ({e})"))?)
-        }
-        None => None,
-    };
-    Ok(Some(Message::Reply {
-        id,
-        reply: Reply {
-            error,
-            raw: (*raw).to_owned(),
-        },
-    }))
+    Ok(Some(Message::Reply(Reply {
+        error,
+        raw: raw.to_owned(),
+    })))
 }
 
 /// A printable excerpt of received bytes for error messages.
@@ -348,12 +388,11 @@ mod tests {
         assert!(matches!(g, Some(Message::Greeting(_))));
         let e = parse_message(br#"{"event": "STOP", "timestamp": {}}"#).unwrap();
         assert!(matches!(e, Some(Message::Event(_))));
-        let Some(Message::Reply { id, reply }) =
+        let Some(Message::Reply(reply)) =
             parse_message(br#"{"return": {"a": [1, 2]}, "id": 7}"#).unwrap()
         else {
             panic!("a reply")
         };
-        assert_eq!(id, Some(Value::from(7)));
         assert!(!reply.is_error());
         assert_eq!(reply.member_text(), r#"{"a": [1, 2]}"#);
         assert_eq!(
@@ -361,17 +400,16 @@ mod tests {
             serde_json::json!({"return": {"a": [1, 2]}})
         );
         assert_eq!(reply.to_json_text(), r#"{"return": {"a": [1, 2]}}"#);
-        let Some(Message::Reply { id, reply }) =
+        let Some(Message::Reply(reply)) =
             parse_message(br#"{"error": {"class": "X", "desc": "y"}}"#).unwrap()
         else {
             panic!("a reply")
         };
-        assert!(id.is_none() && reply.is_error());
+        assert!(reply.is_error());
         assert_eq!(reply.member().unwrap()["class"], "X");
         // Valid JSON, but no f64 holds it: an error when asked for, not a
         // panic.
-        let Some(Message::Reply { reply, .. }) = parse_message(br#"{"return": 1e999}"#).unwrap()
-        else {
+        let Some(Message::Reply(reply)) = parse_message(br#"{"return": 1e999}"#).unwrap() else {
             panic!("a reply")
         };
         assert!(reply.member().unwrap_err().contains("1e999"));
@@ -386,5 +424,53 @@ mod tests {
             .unwrap_err()
             .contains("invalid JSON"));
         assert!(parse_message(br#"{"event": 1}"#).is_err());
+        // Keys are compared unescaped; `null` is a value like any other.
+        let Some(Message::Reply(reply)) = parse_message(br#"{"ret\u0075rn": {"x": 1}}"#).unwrap()
+        else {
+            panic!("a reply")
+        };
+        assert_eq!(reply.member_text(), r#"{"x": 1}"#);
+        let Some(Message::Reply(reply)) = parse_message(br#"{"return": null}"#).unwrap() else {
+            panic!("a reply")
+        };
+        assert_eq!(reply.member_text(), "null");
+        assert!(matches!(
+            parse_message(br#"{"\u0065vent": "STOP"}"#).unwrap(),
+            Some(Message::Event(_))
+        ));
+        assert!(parse_message(br#"{"return": 1, "return": 2}"#)
+            .unwrap_err()
+            .contains("malformed message"));
+    }
+
+    #[test]
+    fn a_too_long_line_is_dropped_and_reading_goes_on() {
+        let mut b = LineBuffer::new(8);
+        b.push(b"0123456789abc");
+        assert!(b.next_line().is_err());
+        b.push(b"def\n{}\n");
+        assert_eq!(b.next_line().unwrap(), Some(&b"{}"[..]));
+        let mut b = LineBuffer::new(8);
+        b.push(b"0123456789\nok\n");
+        assert!(b.next_line().is_err());
+        assert_eq!(b.next_line().unwrap(), Some(&b"ok"[..]));
+    }
+
+    #[test]
+    fn memory_stays_near_the_limit() {
+        let limit = 1 << 20;
+        let mut b = LineBuffer::new(limit);
+        let mut refused = false;
+        for _ in 0..1000 {
+            let spare = b.spare();
+            let n = spare.len().min(64 << 10);
+            spare[..n].fill(b'x');
+            b.commit(n);
+            if b.next_line().is_err() {
+                refused = true;
+            }
+            assert!(b.buf.len() <= limit + 2 * MIN_READ, "{}", b.buf.len());
+        }
+        assert!(refused);
     }
 }

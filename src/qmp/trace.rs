@@ -6,26 +6,25 @@
 //! 51234.123789 >> {"execute":"qmp_capabilities","id":0}
 //! ```
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use parking_lot::Mutex;
+use crate::sink::Sink;
 
-/// An open trace file. Lines are written whole, unbuffered, so the trace
-/// is complete even if the process dies; a write error stops the trace
-/// rather than disturbing the connection.
+/// An open trace file. Lines are written whole and unbuffered, so the trace
+/// is complete even if the process dies. It never blocks or signals the
+/// caller (see [`Sink`]): a trace whose reader falls behind loses lines, and
+/// says how many.
 #[derive(Debug)]
 pub(crate) struct Trace {
-    file: Mutex<Option<File>>,
+    sink: Sink,
 }
 
 impl Trace {
     /// Open `path` for appending (created if missing).
     pub(crate) fn open(path: &Path) -> io::Result<Trace> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
         let trace = Trace {
-            file: Mutex::new(Some(file)),
+            sink: Sink::open(path)?,
         };
         trace.note("qemu-machine QMP trace: connection opened");
         Ok(trace)
@@ -55,23 +54,19 @@ impl Trace {
         record.push(b' ');
         record.extend_from_slice(line);
         record.push(b'\n');
-        let mut file = self.file.lock();
-        if let Some(f) = file.as_mut() {
-            if f.write_all(&record).is_err() {
-                *file = None;
-            }
-        }
+        self.sink.write(&record, |n| {
+            format!(
+                "{} ## {n} trace line(s) dropped: the trace file could not take them in time",
+                monotonic_timestamp()
+            )
+            .into_bytes()
+        });
     }
 }
 
 /// `CLOCK_MONOTONIC` as "seconds.microseconds".
 fn monotonic_timestamp() -> String {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     format!("{}.{:06}", ts.tv_sec, ts.tv_nsec / 1000)
 }
 

@@ -136,7 +136,8 @@ pub fn guest_config_on(tty: &str) -> Config {
         .arg(dir.join("initramfs.cpio.gz").to_str().unwrap())
         .arg("-append")
         .arg(format!("console={tty} panic=-1"))
-        .console(None, 0);
+        .console(None, 0)
+        .expect("console 0");
     config
 }
 

@@ -81,18 +81,18 @@ func TestBadInput(t *testing.T) {
 	invalid("Command", err)
 	_, err = m.Command(ctx, "query-\xffstatus", nil)
 	invalid("Command", err)
-	// An empty console pattern is the library's to reject; without a
-	// console, the state is wrong first.
+	// An empty console pattern is the library's to reject; a machine
+	// without a console cannot do the rest.
 	_, err = m.ConsoleWait(ctx, "", "")
 	if err == nil {
 		t.Fatal("ConsoleWait with an empty pattern succeeded")
 	}
 	_, err = m.ConsoleWait(ctx, "x", "")
-	qmError(t, err, qemumachine.StatusState, qemumachine.ErrState)
-	qmError(t, m.ConsoleWrite([]byte("x")), qemumachine.StatusState, qemumachine.ErrState)
-	qmError(t, m.ConsoleWrite(nil), qemumachine.StatusState, qemumachine.ErrState)
+	qmError(t, err, qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
+	qmError(t, m.ConsoleWrite([]byte("x")), qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
+	qmError(t, m.ConsoleWrite(nil), qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	_, err = m.ConsoleRead()
-	qmError(t, err, qemumachine.StatusState, qemumachine.ErrState)
+	qmError(t, err, qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	if n, err := m.ConsoleDropped(); err != nil || n != 0 {
 		t.Fatalf("ConsoleDropped = %d, %v", n, err)
 	}

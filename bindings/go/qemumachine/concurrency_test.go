@@ -371,7 +371,7 @@ func TestAttach(t *testing.T) {
 		t.Fatalf("CommandLine: %v", err)
 	}
 	t.Logf("attached command line: %q", argv)
-	qmError(t, m3.SendFD(int(devnull.Fd()), "x"), qemumachine.StatusState, qemumachine.ErrState)
+	qmError(t, m3.SendFD(int(devnull.Fd()), "x"), qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	if err := m3.Shutdown(10 * time.Second); err != nil {
 		t.Fatalf("Shutdown over TCP: %v", err)
 	}

@@ -576,10 +576,10 @@ func TestQMPDisabledAndWrapper(t *testing.T) {
 		t.Fatal("no pid")
 	}
 	_, err := m.Command(timeout(t, time.Second), "query-status", nil)
-	qerr := qmError(t, err, qemumachine.StatusState, qemumachine.ErrState)
+	qerr := qmError(t, err, qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	contains(t, "the message", qerr.Message, "QMP is disabled")
 	_, err = m.EventWait(timeout(t, time.Second), "STOP", nil)
-	qmError(t, err, qemumachine.StatusState, qemumachine.ErrState)
+	qmError(t, err, qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	argv, err := m.CommandLine()
 	if err != nil || len(argv) < 3 || argv[0] != "env" || argv[1] != "QM_GO_WRAPPED=1" {
 		t.Fatalf("CommandLine = %q, %v", argv, err)
@@ -692,7 +692,7 @@ func TestFDsMonitorsTrace(t *testing.T) {
 	if _, err := tcp.Command(ctx, "query-status", nil); err != nil {
 		t.Fatalf("query-status over TCP: %v", err)
 	}
-	qerr = qmError(t, tcp.SendFD(int(devnull.Fd()), "x"), qemumachine.StatusState, qemumachine.ErrState)
+	qerr = qmError(t, tcp.SendFD(int(devnull.Fd()), "x"), qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	contains(t, "the message", qerr.Message, "Unix")
 	if err := tcp.Shutdown(10 * time.Second); err != nil {
 		t.Fatalf("Shutdown: %v", err)

@@ -3,6 +3,8 @@
 import time
 
 import pytest
+
+from qemu_machine.errors import AddDeviceError
 from support import PROMPT, boot
 
 from qemu_machine import ConsoleFailure, Disconnected, StateError, Timeout
@@ -69,5 +71,5 @@ def test_console_wait_sees_qemu_die(guest):
 
 
 def test_console_needs_one(vm):
-    with pytest.raises(StateError):
+    with pytest.raises(AddDeviceError):
         vm.console_read()

@@ -8,6 +8,8 @@ import subprocess
 import time
 
 import pytest
+
+from qemu_machine.errors import AddDeviceError
 from support import QEMU
 
 import qemu_machine
@@ -183,7 +185,7 @@ def test_no_qmp(new_machine):
     vm.add_monitor_null()
     vm.launch()  # returns as soon as QEMU is started
     assert vm.is_running
-    with pytest.raises(StateError):
+    with pytest.raises(AddDeviceError):
         vm.command("query-status")
     # Let QEMU install its SIGTERM handler (the first ~20 ms), else the
     # SIGTERM of shutdown() kills it: AbnormalShutdown.
