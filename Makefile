@@ -17,8 +17,8 @@ GO_ENV := GOCACHE=$(CURDIR)/target/go-cache GOPATH=$(CURDIR)/target/go-path \
 	CGO_CFLAGS="-I$(CURDIR)/include" \
 	CGO_LDFLAGS="-L$(CURDIR)/$(RELEASE) -Wl,-rpath,$(CURDIR)/$(RELEASE)"
 
-.PHONY: all build header demo test test-rust test-python test-go deps guest install \
-	bench bench-quick fuzz fuzz-quick
+.PHONY: all build header demo test test-rust test-python test-go deps guest qtest-accel \
+	install bench bench-quick fuzz fuzz-quick
 
 all: build
 
@@ -38,14 +38,17 @@ header:
 guest: deps
 	scripts/build-guest.sh >/dev/null
 
+qtest-accel: deps
+	scripts/build-qtest-accel.sh >/dev/null
+
 $(RELEASE)/demo: examples/demo.c build
 	$(CC) $(CFLAGS_STRICT) -Iinclude -o $@ examples/demo.c \
 		-L$(RELEASE) -Wl,-rpath,$(abspath $(RELEASE)) -lqemu_machine
 
-demo: deps guest build $(RELEASE)/demo
+demo: deps guest qtest-accel build $(RELEASE)/demo
 	$(RELEASE)/demo target/guest
 
-test: deps guest build test-rust test-python test-go
+test: deps guest qtest-accel build test-rust test-python test-go
 
 test-rust:
 	$(CARGO) test
