@@ -21,11 +21,52 @@ static void *block(void *arg) {
     case 1:
         b->status = qm_wait(b->m, -1, NULL);
         break;
-    default:
+    case 2:
         b->status = qm_events_wait(b->m, "[[\"NEVER\", null]]", -1, NULL, NULL);
         break;
+    default: {
+        qm_error *err = NULL;
+        b->status = qm_launch(b->m, &err);
+        /* The error outlives the machine. */
+        if (b->status == QM_ERR_LAUNCH && strstr(qm_error_message(err), "cancelled") == NULL) {
+            fprintf(stderr, "launch error does not say it was cancelled: %s\n",
+                    qm_error_message(err));
+            b->status = QM_ERR_PANIC;
+        }
+        qm_error_free(err);
+        break;
+    }
     }
     return NULL;
+}
+
+/* Freeing a machine while another thread is in qm_launch: the launch is
+ * cancelled (QEMU killed), returns, then the memory goes. */
+static void during_launch(void) {
+    qm_machine *m = none_machine();
+    struct blocked b;
+    pthread_t t;
+    int pid;
+    double t0;
+    OK(qm_add_wrapper_arg, m, "sh");
+    OK(qm_add_wrapper_arg, m, "-c");
+    OK(qm_add_wrapper_arg, m, "sleep 1; exec \"$@\"");
+    OK(qm_add_wrapper_arg, m, "sh");
+    b.m = m;
+    b.which = 3;
+    b.status = QM_ERR_PANIC;
+    CHECK(pthread_create(&t, NULL, block, &b) == 0);
+    t0 = now_ms();
+    while ((pid = qm_pid(m)) < 0) {
+        CHECK(now_ms() - t0 < 10000);
+        sleep_ms(1);
+    }
+    t0 = now_ms();
+    qm_machine_free(m);
+    CHECK(now_ms() - t0 < 2000);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(b.status == QM_ERR_LAUNCH);
+    CHECK(waitpid(pid, NULL, WNOHANG) == -1 && errno == ECHILD);
 }
 
 /* The same for a machine attached to a QEMU started elsewhere: freeing it
@@ -97,6 +138,7 @@ int main(void) {
         CHECK(waitpid(pid, NULL, WNOHANG) == -1 && errno == ECHILD);
     }
     attached();
+    during_launch();
     printf("free_while_waiting: ok\n");
     return 0;
 }

@@ -300,8 +300,16 @@ impl QemuProcess {
             return;
         }
         if let Some(fd) = self.pidfd.lock().as_ref() {
-            let _ = rustix::process::pidfd_send_signal(fd, sig);
+            match rustix::process::pidfd_send_signal(fd, sig) {
+                Ok(()) | Err(Errno::SRCH) => return,
+                // A kernel or a tool (valgrind 3.19) without
+                // pidfd_send_signal: fall back to the pid below.
+                Err(_) => {}
+            }
         }
+        // The pid is our unreaped child (checked under the lock), so it
+        // cannot have been reused.
+        let _ = rustix::process::kill_process(self.pid, sig);
     }
 
     /// SIGKILL and reap. A process stuck in an uninterruptible sleep may not

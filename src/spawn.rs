@@ -39,9 +39,9 @@
 //! stack frames of the suspended thread (unlike `vfork()`, which Rust
 //! cannot express soundly). The host's other threads keep running and
 //! share memory with the child; the child only reads data owned by the
-//! suspended call, writes a single atomic slot (and `errno`, which is the
-//! suspended thread's), and takes no lock, so it cannot deadlock on a lock
-//! one of them holds.
+//! suspended call, writes only `errno` (the suspended thread's) and its
+//! report pipe, and takes no lock, so it cannot deadlock on a lock one of
+//! them holds.
 //!
 //! # Why the child is async-signal-safe
 //!
@@ -79,12 +79,15 @@
 //!
 //! # How errors travel
 //!
-//! The child writes into a slot in the parent's memory (`CLONE_VM`): 0 just
-//! before it tries the first `execve`, the `errno` if it fails. When `clone`
-//! returns in the parent, a positive value means the start failed; the
-//! child is reaped and the `errno` returned. If the slot still holds its
-//! initial value, the child ended before getting that far (killed, or it
-//! found its parent gone); it is reaped as well and that is an error too.
+//! Through a close-on-exec pipe: the child writes the `errno` of a failed
+//! step and exits; a successful `execve` closes its end. The parent reads
+//! the pipe after `clone` returns: end-of-file means the child exec'd, four
+//! bytes are the `errno` (the child is reaped and the error returned). A
+//! pipe rather than a slot in the shared memory, because some tools turn
+//! `CLONE_VM | CLONE_VFORK` into a plain fork (valgrind does, so that test
+//! programs run under it): the child then has memory of its own and
+//! `clone` returns before the exec, but the pipe still carries the result
+//! and the read waits for it.
 //!
 //! # `clone`, not `clone3`
 //!
@@ -111,7 +114,6 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use libc::{c_char, c_int, c_void};
 
@@ -148,9 +150,6 @@ const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
 /// libc's system call wrappers); glibc's `posix_spawn` uses 32 KiB. Pages
 /// never touched cost nothing.
 const STACK_SIZE: usize = 64 << 10;
-
-/// The slot's value until the child reaches its first `execve`.
-const NOT_STARTED: i32 = -1;
 
 /// The exit status of a child that could not exec (as shells use).
 const EXEC_FAILED: c_int = 127;
@@ -241,7 +240,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     );
     let stdin = dev_null()?;
     let stack = ChildStack::new()?;
-    let slot = AtomicI32::new(NOT_STARTED);
+    let (report_read, report_write) = report_pipe()?;
     let context = ChildContext {
         candidates: candidates.entries(),
         argv: argv.as_ptr(),
@@ -251,7 +250,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         inherit: &inherit,
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
-        slot: &slot,
+        report: report_write.as_raw_fd(),
     };
 
     let mut pidfd: c_int = -1;
@@ -277,6 +276,8 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     set_signal_mask(previous_mask);
     // The child no longer runs in this memory: the stack can go.
     drop(stack);
+    // Ours must be closed for the read below to see the child's exec.
+    drop(report_write);
     if pid < 0 {
         return Err(clone_error);
     }
@@ -291,19 +292,40 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     // SAFETY: the kernel just created this descriptor (close-on-exec) for
     // us and nothing else owns it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    match slot.load(Ordering::Acquire) {
-        0 => Ok(Spawned { pid, pidfd }),
-        NOT_STARTED => {
-            let status = reap(pid);
-            Err(io::Error::other(format!(
-                "the child ended before it could exec (wait status {status:#x})"
-            )))
-        }
-        errno => {
+    match read_report(&report_read) {
+        None => Ok(Spawned { pid, pidfd }),
+        Some(errno) => {
             reap(pid);
             Err(io::Error::from_raw_os_error(errno))
         }
     }
+}
+
+/// The pipe on which the child reports why it could not exec. Both ends
+/// are close-on-exec: a successful exec closes the child's copy, so the
+/// parent reads end-of-file. With `CLONE_VFORK` that has already happened
+/// when `clone` returns; a tool that turns the clone into a plain fork
+/// (valgrind does) makes the read wait for the exec instead, so the result
+/// is the same.
+fn report_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((above_stdio(read)?, above_stdio(write)?))
+}
+
+/// The child's report: `None` once it has exec'd (end-of-file), else the
+/// errno it failed with.
+fn read_report(report: &OwnedFd) -> Option<c_int> {
+    let mut bytes = [0u8; 4];
+    let mut got = 0;
+    while got < bytes.len() {
+        match rustix::io::read(report, &mut bytes[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    (got == bytes.len()).then(|| c_int::from_ne_bytes(bytes))
 }
 
 fn invalid(message: &str) -> io::Error {
@@ -495,7 +517,8 @@ struct ChildContext<'a> {
     output: RawFd,
     inherit: &'a [RawFd],
     parent: libc::pid_t,
-    slot: &'a AtomicI32,
+    /// The write end of the report pipe.
+    report: RawFd,
 }
 
 /// The child routine (see the module documentation for what it may do).
@@ -580,7 +603,6 @@ unsafe fn child_exec(context: &ChildContext<'_>) -> ! {
 
     // 5. execve each candidate, as execvp: remember EACCES, go on after
     // "not there" errors, stop at any other.
-    context.slot.store(0, Ordering::Release);
     let mut error = libc::ENOENT;
     let mut denied = false;
     for &path in context.candidates {
@@ -601,10 +623,12 @@ unsafe fn child_exec(context: &ChildContext<'_>) -> ! {
 ///
 /// Only in the child, see `child_exec`.
 unsafe fn child_fail(context: &ChildContext<'_>, error: c_int) -> ! {
-    // An errno is positive; keep the slot's meaning (0: exec'd) even if a
-    // wrapper ever reported nonsense.
+    // An errno is positive, even if a wrapper ever reported nonsense.
     let error = if error > 0 { error } else { libc::EINVAL };
-    context.slot.store(error, Ordering::Release);
+    let bytes = error.to_ne_bytes();
+    // Four bytes into an empty pipe: written whole, or not at all if the
+    // parent is gone (nobody to tell then).
+    libc::write(context.report, bytes.as_ptr().cast(), bytes.len());
     libc::_exit(EXEC_FAILED)
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -211,5 +212,60 @@ fn console_calls_without_a_console_are_configuration_errors() {
     ));
     let unlaunched = Machine::new(guest_config());
     assert!(matches!(unlaunched.console_read(), Err(Error::State(_))));
+    m.shutdown(SHORT).unwrap();
+}
+
+/// Hardening item 14: console output with NUL bytes round-trips through
+/// the byte-exact calls.
+#[test]
+fn console_output_with_nul_bytes_round_trips() {
+    let m = booted_guest(guest_config());
+    m.console_write(b"printf 'x\\000y\\000z'; echo\r").unwrap();
+    let out = m.console_wait_bytes(PROMPT, None, BOOT).unwrap();
+    assert!(
+        out.windows(5).any(|w| w == b"x\0y\0z"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    m.console_write(b"printf 'p\\000q'; echo\r").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut seen = Vec::new();
+    let t = Instant::now();
+    while !seen.windows(3).any(|w| w == b"p\0q") && t.elapsed() < Duration::from_secs(30) {
+        seen.extend(m.console_read_bytes().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen.windows(3).any(|w| w == b"p\0q"), "{seen:?}");
+    m.shutdown(SHORT).unwrap();
+}
+
+/// Hardening item 7: a console log that is a FIFO whose reader stopped
+/// reading never stalls the console (QEMU would block on a full console).
+#[test]
+fn a_stalled_console_log_reader_never_stalls_the_console() {
+    let dir = scratch_dir();
+    let fifo = dir.path().join("console.fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let _reader = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut config = guest_config();
+    config.console_log(&fifo);
+    let m = booted_guest(config);
+    // Far more than a pipe holds, then a marker.
+    m.console_exec(
+        "yes 0123456789 | head -c 400000; echo MARK-$((6*7))",
+        "MARK-42",
+        None,
+        BOOT,
+    )
+    .unwrap();
     m.shutdown(SHORT).unwrap();
 }

@@ -42,16 +42,9 @@ fn launch_query_status_and_clean_shutdown() {
     assert!(!m.is_running());
     assert_eq!(m.pid(), None);
     assert_eq!(m.exit_status(), Some(ExitStatus::Exited(0)));
-    assert!(!process_exists(pid) || is_zombie_free(pid));
+    assert!(!process_exists(pid), "QEMU {pid} was not reaped");
     // Shutting down twice is a no-op.
     m.shutdown(SHORT).unwrap();
-}
-
-fn is_zombie_free(pid: i32) -> bool {
-    // The pid may have been reused by an unrelated process; ours is reaped.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(true)
 }
 
 #[test]
@@ -211,7 +204,7 @@ fn shutdown_of_a_stopped_process_is_abnormal_and_reaps() {
         "{took:?}"
     );
     assert_eq!(m.exit_status(), Some(ExitStatus::Signaled(libc::SIGKILL)));
-    assert!(!process_exists(pid) || is_zombie_free(pid));
+    assert!(!process_exists(pid), "QEMU {pid} was not reaped");
     assert!(!m.is_running());
 }
 
@@ -432,7 +425,7 @@ fn kill_is_hard_and_reaps() {
     let pid = m.pid().unwrap();
     m.kill().unwrap();
     assert_eq!(m.exit_status(), Some(ExitStatus::Signaled(libc::SIGKILL)));
-    assert!(!process_exists(pid) || is_zombie_free(pid));
+    assert!(!process_exists(pid), "QEMU {pid} was not reaped");
     m.kill().unwrap();
     m.shutdown(SHORT).unwrap();
 }
@@ -457,7 +450,9 @@ fn drop_kills_and_reaps() {
         let m = launched_none();
         m.pid().unwrap()
     };
-    assert!(!process_exists(pid) || is_zombie_free(pid));
+    // Killed and reaped before drop returned: the pid is gone from /proc
+    // (a zombie, or a QEMU left running, would still be listed).
+    assert!(!process_exists(pid), "QEMU {pid} outlived its machine");
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// The environment variable that turns the test binary into the fake.
@@ -164,11 +165,13 @@ where
         }
         return;
     }
+    // Raw text, so an echo shows the request exactly as it was sent.
     let mut requests =
-        serde_json::Deserializer::from_reader(BufReader::new(stream)).into_iter::<Value>();
-    let Some(Ok(request)) = requests.next() else {
+        serde_json::Deserializer::from_reader(BufReader::new(stream)).into_iter::<Box<RawValue>>();
+    let Some(Ok(raw)) = requests.next() else {
         return;
     };
+    let request: Value = serde_json::from_str(raw.get()).unwrap();
     if scenario == Scenario::CloseAfterCapabilities {
         return;
     }
@@ -229,10 +232,11 @@ where
     }
 
     let mut n = 0;
-    for request in requests {
-        let Ok(request) = request else {
+    for raw in requests {
+        let Ok(raw) = raw else {
             return;
         };
+        let request: Value = serde_json::from_str(raw.get()).unwrap();
         let cmd = request["execute"].as_str().unwrap_or_default().to_string();
         n += 1;
         match (scenario, cmd.as_str()) {
@@ -290,7 +294,7 @@ where
                 send(reply(&request, json!({"status": "running", "running": true})).as_bytes());
             }
             _ => {
-                send(reply(&request, json!({ "echo": request })).as_bytes());
+                send(format!("{{\"return\": {{\"echo\": {}}}}}\r\n", raw.get()).as_bytes());
             }
         }
     }
