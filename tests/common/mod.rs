@@ -103,7 +103,7 @@ pub fn guest_dir() -> PathBuf {
         assert!(
             out.status.success(),
             "the test guest could not be built ({script} failed; it needs apt-get, \
-             dpkg-deb, cpio, xz and zstd — `make test` installs them):\n{}",
+             dpkg-deb, cpio, xz, zstd and readelf — `make test` installs them):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
