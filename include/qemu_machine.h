@@ -134,6 +134,12 @@ typedef enum qm_status {
 typedef struct qm_error qm_error;
 
 /**
+ * How a program run with qm_agent_exec() ended, and its output. Free with
+ * qm_exec_result_free(). Immutable: readable from any thread.
+ */
+typedef struct qm_exec_result qm_exec_result;
+
+/**
  * An event listener: its own queue of the events that pass its filters.
  * Create with qm_listener_new(), free with qm_listener_free(). Opaque.
  */
@@ -166,6 +172,172 @@ typedef struct qm_bytes {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Give the machine a channel for the QEMU guest agent (`qemu-ga`), on a
+ * socketpair the library owns (no paths, no accept race). `device_type`
+ * NULL: a virtio-serial bus with a port named `org.qemu.guest_agent.0`
+ * (the guest runs `qemu-ga -m virtio-serial`); otherwise
+ * `-device DEVICE_TYPE,chardev=...`, e.g. "isa-serial" for one more ISA
+ * serial port (the guest runs `qemu-ga -m isa-serial -p /dev/ttySN`).
+ *
+ * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`m` NULL, empty or bad
+ * string); QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_set_agent(struct qm_machine *m, const char *device_type, struct qm_error **err);
+
+/**
+ * Wait up to `timeout_ms` until the guest agent answers: a
+ * `guest-sync-delimited` handshake (a random id, the 0xFF sentinel,
+ * everything before the answer discarded), retried within the deadline,
+ * since the agent starts late in the guest's boot.
+ *
+ * Statuses: QM_OK; QM_ERR_TIMEOUT (the message says no agent answered on
+ * the channel); QM_ERR_DISCONNECTED (QEMU gone); QM_ERR_ADD_DEVICE (no
+ * qm_set_agent()); QM_ERR_STATE (not running); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_agent_wait_ready(struct qm_machine *m, int64_t timeout_ms, struct qm_error **err);
+
+/**
+ * Run guest agent command `cmd` with arguments `args_json` (a JSON object
+ * or NULL) and wait up to `timeout_ms` for it. On QM_OK `*return_json` (if
+ * not NULL) receives its `return` value as JSON text; free it with
+ * qm_string_free(). The channel is synchronized first whenever its state
+ * is not known (first use, after a timeout or garbage), so a late reply
+ * is never taken for this one. Commands that never reply
+ * (`guest-shutdown`, `guest-suspend-*`) return `{}` once QEMU reports the
+ * effect (SHUTDOWN, RESET, SUSPEND) or exits. Calls from several threads
+ * take turns: one command is on the wire at a time, and each caller's
+ * timeout covers its wait for its turn.
+ *
+ * Statuses: QM_OK; QM_ERR_COMMAND (the agent's error: qm_error_qmp_class()
+ * and qm_error_qmp_desc()); QM_ERR_TIMEOUT; QM_ERR_PROTOCOL (the agent
+ * sent garbage: the next call resynchronizes); QM_ERR_DISCONNECTED;
+ * QM_ERR_ADD_DEVICE (no agent channel); QM_ERR_STATE;
+ * QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_agent_cmd(struct qm_machine *m,
+                            const char *cmd,
+                            const char *args_json,
+                            int64_t timeout_ms,
+                            char **return_json,
+                            struct qm_error **err);
+
+/**
+ * Run a program in the guest through the agent: `argv` is a
+ * NULL-terminated array whose first element is the program (a path, or a
+ * name the guest's PATH finds). `input` (`input_len` bytes; NULL with 0
+ * for none) is fed to its standard input. The call runs `guest-exec`
+ * with captured output, then polls `guest-exec-status` (backing off from
+ * 1 ms, no fixed sleep) until the program exits, all within `timeout_ms`.
+ * On QM_OK `*result` receives the outcome (exit code or signal, standard
+ * output and error as bytes); free it with qm_exec_result_free().
+ *
+ * Statuses: QM_OK (whatever the program's exit status); QM_ERR_TIMEOUT
+ * (the program is left running; the message gives its pid in the guest);
+ * QM_ERR_COMMAND (the agent could not start it, e.g. no such program);
+ * others as qm_agent_cmd().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_agent_exec(struct qm_machine *m,
+                             const char *const *argv,
+                             const uint8_t *input,
+                             size_t input_len,
+                             int64_t timeout_ms,
+                             struct qm_exec_result **result,
+                             struct qm_error **err);
+
+/**
+ * The exit code (>= 0), or minus the signal that ended the program
+ * (< 0, e.g. -9). `r` NULL: -1.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+int qm_exec_result_exit_code(const struct qm_exec_result *r);
+
+/**
+ * The program's standard output: `*len` (if `len` is not NULL) receives
+ * its length; the bytes (NUL-terminated too, and possibly holding NULs)
+ * are borrowed from `r` until qm_exec_result_free(). `r` NULL: NULL and 0.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+const uint8_t *qm_exec_result_stdout(const struct qm_exec_result *r, size_t *len);
+
+/**
+ * The program's standard error, as qm_exec_result_stdout() gives its
+ * standard output.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+const uint8_t *qm_exec_result_stderr(const struct qm_exec_result *r, size_t *len);
+
+/**
+ * Whether the agent cut the output (it keeps at most 16 MiB per stream).
+ * `r` NULL: false.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+bool qm_exec_result_truncated(const struct qm_exec_result *r);
+
+/**
+ * Free a result of qm_agent_exec(). NULL is a no-op.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+void qm_exec_result_free(struct qm_exec_result *r);
+
+/**
+ * Read the whole guest file `guest_path` through the agent
+ * (`guest-file-open/read/close` in chunks; any size, any bytes). On QM_OK
+ * `*data` (if not NULL) receives the bytes; release them with
+ * qm_bytes_free(). The guest file is closed whatever happens, also on
+ * error or timeout.
+ *
+ * Statuses: QM_OK; QM_ERR_COMMAND (e.g. no such file: the agent's class
+ * and description); others as qm_agent_cmd().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_agent_file_read(struct qm_machine *m,
+                                  const char *guest_path,
+                                  int64_t timeout_ms,
+                                  struct qm_bytes *data,
+                                  struct qm_error **err);
+
+/**
+ * Write `len` bytes at `data` (any bytes; NULL with 0 for an empty file)
+ * to the guest file `guest_path` (created, or truncated) through the
+ * agent, in chunks. The guest file is closed whatever happens.
+ *
+ * Statuses: as qm_agent_file_read().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_agent_file_write(struct qm_machine *m,
+                                   const char *guest_path,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   int64_t timeout_ms,
+                                   struct qm_error **err);
 
 /**
  * Free the bytes of `b` (from qm_console_read_bytes() and others), then
@@ -372,6 +544,78 @@ void qm_error_free(struct qm_error *err);
  * The pointer rules of the header's conventions apply.
  */
 void qm_string_free(char *s);
+
+/**
+ * Write what a failed test's reader needs into the directory `dir`
+ * (created with mode 0700 if missing): `qemu.log` (QEMU's output),
+ * `console.log` (with a console), `qmp-trace.log` (when traced to a
+ * regular file), `events.jsonl` (every event of the run seen so far,
+ * including those already taken from the queue), `command-line.txt` and
+ * `status.txt` (running, or the exit status and why the run ended).
+ * Safe at any moment — running, after a shutdown, after a failed launch —
+ * and from any thread; it never waits for QEMU. A second call overwrites
+ * the files (each is replaced whole).
+ *
+ * Statuses: QM_OK; QM_ERR_STATE (never launched); QM_ERR_IO (the
+ * directory or a file cannot be written); QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_save_artifacts(const struct qm_machine *m,
+                                 const char *dir,
+                                 struct qm_error **err);
+
+/**
+ * Whether the QEMU binary `binary` has `name` of kind `what`: "machine"
+ * (a machine type by name or alias: "pc" is an alias), "device" (a device
+ * type), "accel" ("tcg", "kvm", "qtest"), "cpu" (a CPU model) or
+ * "command" (a QMP command). On QM_OK `*present` (if not NULL) receives
+ * the answer.
+ *
+ * The first question about a binary starts one short-lived `-machine
+ * none` QEMU (within `timeout_ms`) that answers every question; the
+ * answers are kept for the process, so later calls start nothing. Calls
+ * from several threads are safe; concurrent first calls for one binary
+ * share one QEMU. QEMU inherits this process's environment (e.g.
+ * QEMU_MODULE_DIR for the qtest accelerator).
+ *
+ * Statuses: QM_OK; QM_ERR_LAUNCH (the binary does not start: its output
+ * is in the message; not cached); QM_ERR_TIMEOUT;
+ * QM_ERR_INVALID_ARGUMENT (NULL, an unknown `what`).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_probe(const char *binary,
+                        const char *what,
+                        const char *name,
+                        int64_t timeout_ms,
+                        bool *present,
+                        struct qm_error **err);
+
+/**
+ * Live-migrate `src` into `dst` (launched with `-incoming defer`): the
+ * library enables migration events on both, passes the two ends of a
+ * socketpair to them with `getfd`, runs `migrate-incoming` on `dst` and
+ * `migrate` on `src` with `fd:` URIs, and waits for both sides' MIGRATION
+ * events to report `completed` (and for `src` to settle in
+ * `postmigrate`), all within `timeout_ms`.
+ *
+ * Statuses: QM_OK; QM_ERR_COMMAND (a side reported `failed` or
+ * `cancelled`, or refused a step; the message holds both sides' migration
+ * status); QM_ERR_DISCONNECTED (QEMU died on either side: returned at
+ * once, with both statuses); QM_ERR_TIMEOUT; QM_ERR_ADD_DEVICE (a monitor
+ * that is not a Unix socket); QM_ERR_STATE (not running);
+ * QM_ERR_INVALID_ARGUMENT.
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_migrate(struct qm_machine *src,
+                          struct qm_machine *dst,
+                          int64_t timeout_ms,
+                          struct qm_error **err);
 
 /**
  * Create a listener on `m`: from now on, through any number of launches,
@@ -1151,6 +1395,235 @@ enum qm_status qm_dispatch(struct qm_machine *m, struct qm_error **err);
 enum qm_status qm_qmp_greeting(const struct qm_machine *m,
                                char **greeting_json,
                                struct qm_error **err);
+
+/**
+ * Run QEMU under qtest, QEMU's device-test protocol: no guest code runs,
+ * and the test reads and writes guest memory and I/O ports, steps the
+ * virtual clock and watches interrupt lines. The protocol runs on a
+ * socketpair the library owns (`-qtest`, its log off); `-accel qtest` is
+ * added unless the arguments or the machine type choose an accelerator.
+ * QMP stays available beside it.
+ *
+ * QEMU needs its qtest accelerator module for `-accel qtest`; Debian and
+ * Ubuntu delete it (qm_launch() then fails with QM_ERR_LAUNCH saying so
+ * and how to get it: scripts/build-qtest-accel.sh builds it from Debian's
+ * source package; qm_set_env(m, "QEMU_MODULE_DIR", dir) points QEMU at
+ * it). With `-accel tcg -S` instead, memory, port and IRQ calls work, and
+ * the clock calls fail with QM_ERR_COMMAND saying why.
+ *
+ * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT (`m` NULL), QM_ERR_STATE
+ * (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_set_qtest(struct qm_machine *m, struct qm_error **err);
+
+/**
+ * The bound of every qtest call: -1 forever, else milliseconds. Default
+ * 30000.
+ *
+ * Statuses: QM_OK, QM_ERR_INVALID_ARGUMENT, QM_ERR_STATE (launched).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_set_qtest_timeout(struct qm_machine *m,
+                                    int64_t timeout_ms,
+                                    struct qm_error **err);
+
+/**
+ * Send one qtest protocol line (words separated by single spaces, no
+ * newline: checked, since QEMU aborts on malformed input) and give QEMU's
+ * reply, "OK" or "OK ...", in `*reply` (if not NULL; free with
+ * qm_string_free()). For commands the typed calls below do not cover.
+ *
+ * Statuses (for every qm_qtest_* call): QM_OK; QM_ERR_COMMAND (QEMU
+ * answered FAIL or ERR: qm_error_qmp_class() gives "FAIL" or "ERR",
+ * qm_error_qmp_desc() QEMU's text); QM_ERR_TIMEOUT (the qtest timeout
+ * passed); QM_ERR_DISCONNECTED (QEMU gone); QM_ERR_PROTOCOL (QEMU sent
+ * something that is not qtest); QM_ERR_ADD_DEVICE (no qm_set_qtest());
+ * QM_ERR_STATE (not running); QM_ERR_INVALID_ARGUMENT (checked before
+ * anything is sent).
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_raw(struct qm_machine *m,
+                            const char *line,
+                            char **reply,
+                            struct qm_error **err);
+
+/**
+ * Read `size` bytes (1, 2, 4 or 8) of guest memory at `addr` (guest
+ * byte order) into `*value` (if not NULL). Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_read(struct qm_machine *m,
+                             uint64_t addr,
+                             unsigned int size,
+                             uint64_t *value,
+                             struct qm_error **err);
+
+/**
+ * Write `size` bytes (1, 2, 4 or 8) of guest memory at `addr`; `value`
+ * must fit. Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_write(struct qm_machine *m,
+                              uint64_t addr,
+                              unsigned int size,
+                              uint64_t value,
+                              struct qm_error **err);
+
+/**
+ * Read I/O port `port`, `size` bytes (1, 2 or 4) wide, into `*value` (if
+ * not NULL). Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_in(struct qm_machine *m,
+                           uint16_t port,
+                           unsigned int size,
+                           uint32_t *value,
+                           struct qm_error **err);
+
+/**
+ * Write I/O port `port`, `size` bytes (1, 2 or 4) wide; `value` must fit.
+ * Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_out(struct qm_machine *m,
+                            uint16_t port,
+                            unsigned int size,
+                            uint32_t value,
+                            struct qm_error **err);
+
+/**
+ * Read `len` bytes of guest memory at `addr` into `buf` (any length; in
+ * chunks of the protocol's bulk `b64read`). `buf` is written only on
+ * QM_OK. Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply; `buf` holds `len`
+ * writable bytes.
+ */
+enum qm_status qm_qtest_memread(struct qm_machine *m,
+                                uint64_t addr,
+                                uint8_t *buf,
+                                size_t len,
+                                struct qm_error **err);
+
+/**
+ * Write `len` bytes at `buf` to guest memory at `addr` (any length; in
+ * chunks of `b64write`). Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_memwrite(struct qm_machine *m,
+                                 uint64_t addr,
+                                 const uint8_t *buf,
+                                 size_t len,
+                                 struct qm_error **err);
+
+/**
+ * Fill `len` bytes of guest memory at `addr` with `byte`. Statuses: as
+ * qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_memset(struct qm_machine *m,
+                               uint64_t addr,
+                               uint8_t byte,
+                               size_t len,
+                               struct qm_error **err);
+
+/**
+ * Advance the virtual clock by `ns` nanoseconds, running the timers that
+ * fall due; `ns` < 0: to the next timer deadline. `*now_ns` (if not NULL)
+ * receives the new virtual time. Needs `-accel qtest`: otherwise
+ * QM_ERR_COMMAND saying so. Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_clock_step(struct qm_machine *m,
+                                   int64_t ns,
+                                   int64_t *now_ns,
+                                   struct qm_error **err);
+
+/**
+ * Move the virtual clock to `ns` (if that is later; it never goes back)
+ * and give the new virtual time in `*now_ns` (if not NULL). Needs
+ * `-accel qtest`. Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_clock_set(struct qm_machine *m,
+                                  int64_t ns,
+                                  int64_t *now_ns,
+                                  struct qm_error **err);
+
+/**
+ * Intercept the GPIO input lines of the device at `qom_path` (e.g.
+ * "ioapic"): from now on QEMU reports their changes, which
+ * qm_qtest_get_irq() reads. One device can be intercepted per run.
+ * Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_irq_intercept_in(struct qm_machine *m,
+                                         const char *qom_path,
+                                         struct qm_error **err);
+
+/**
+ * Intercept the GPIO output lines of the device at `qom_path`.
+ * Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_irq_intercept_out(struct qm_machine *m,
+                                          const char *qom_path,
+                                          struct qm_error **err);
+
+/**
+ * Whether intercepted line `line` is raised, as QEMU last reported it
+ * (reports that have arrived are routed first; never waits), in
+ * `*raised` (if not NULL). Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_get_irq(struct qm_machine *m,
+                                int line,
+                                bool *raised,
+                                struct qm_error **err);
+
+/**
+ * Set input line `line` of the GPIO list `name` of the device at
+ * `qom_path` to `level`. Statuses: as qm_qtest_raw().
+ *
+ * # Safety
+ * The pointer rules of the header's conventions apply.
+ */
+enum qm_status qm_qtest_set_irq_in(struct qm_machine *m,
+                                   const char *qom_path,
+                                   const char *name,
+                                   int line,
+                                   int level,
+                                   struct qm_error **err);
 
 /**
  * A static, human-readable description of a status code. Accepts any

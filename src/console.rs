@@ -256,6 +256,13 @@ impl Console {
         output
     }
 
+    /// All output still held in memory (for artifacts), without moving the
+    /// cursor, and how many earlier bytes were dropped.
+    pub(crate) fn snapshot(&self) -> (Vec<u8>, u64) {
+        let buf = self.shared.buffer.lock();
+        (buf.data.clone(), buf.base)
+    }
+
     /// Bytes dropped because the in-memory buffer was full.
     pub(crate) fn dropped(&self) -> u64 {
         self.shared.buffer.lock().dropped

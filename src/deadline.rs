@@ -42,6 +42,24 @@ impl Deadline {
         matches!(self.at, Some(d) if Instant::now() >= d)
     }
 
+    /// The earlier of two deadlines (with that one's budget for messages).
+    pub(crate) fn min(self, other: Deadline) -> Deadline {
+        match (self.at, other.at) {
+            (Some(a), Some(b)) if b < a => other,
+            (None, Some(_)) => other,
+            _ => self,
+        }
+    }
+
+    /// This deadline, or `now + grace` if that is later (for cleanup that
+    /// must get a chance even when the call's own time is up).
+    pub(crate) fn at_least(self, grace: Duration) -> Deadline {
+        match self.remaining() {
+            Some(left) if left < grace => Deadline::after(Some(grace)),
+            _ => self,
+        }
+    }
+
     /// "within 500 ms", for timeout messages.
     pub(crate) fn describe(&self) -> String {
         match self.budget {

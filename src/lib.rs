@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod agent;
 mod channel;
 mod console;
 mod deadline;
@@ -28,19 +29,23 @@ mod error;
 mod ffi;
 mod machine;
 mod owner;
+mod probe;
 mod process;
 pub mod qmp;
+mod qtest;
 mod sink;
 mod socket;
 mod spawn;
 mod threads;
 
+pub use agent::ExecResult;
 pub use console::{ConsoleConfig, DEFAULT_CONSOLE_BUFFER};
 pub use error::{Error, LaunchError, Result};
 pub use machine::{
-    Config, Listener, Machine, MonitorAddress, Ticket, DEFAULT_LAUNCH_TIMEOUT, MAX_CONSOLE_INDEX,
-    MAX_UNIX_SOCKET_PATH,
+    migrate, Config, Listener, Machine, MonitorAddress, Ticket, DEFAULT_LAUNCH_TIMEOUT,
+    DEFAULT_QTEST_TIMEOUT, MAX_CONSOLE_INDEX, MAX_UNIX_SOCKET_PATH,
 };
+pub use probe::{probe, Capability};
 pub use process::ExitStatus;
 pub use qmp::events::{event_match, EventFilter};
 pub use qmp::wire::Arguments;

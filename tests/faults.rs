@@ -8,7 +8,9 @@
 //! normally ignore it), so a write that raised SIGPIPE would kill it.
 
 mod common;
+mod fake_agent;
 mod fake_qmp;
+mod fake_qtest;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -323,6 +325,114 @@ fn a_trace_reader_that_exits_raises_no_sigpipe() {
         m.command("query-status", None, SHORT).unwrap();
     }
     m.shutdown(SHORT).unwrap();
+}
+
+/// A machine whose "QEMU" is this binary playing a guest agent's
+/// `scenario` (QMP off).
+fn fake_agent_machine(scenario: fake_agent::Scenario) -> Machine {
+    let me = std::env::current_exe().unwrap();
+    let mut config = Config::new(me.to_str().unwrap());
+    config
+        .wrapper_arg("env")
+        .wrapper_arg(format!("{}={}", fake_agent::SCENARIO_ENV, scenario.name()))
+        .qmp(false)
+        .agent(Some("isa-serial"))
+        .unwrap();
+    let m = Machine::new(config);
+    m.launch().unwrap();
+    m
+}
+
+/// The agent's faults: every case a defined status, no hang.
+fn agent_faults_have_defined_statuses() {
+    use fake_agent::Scenario as A;
+    for scenario in [A::Garbage, A::NoSentinel, A::WrongSyncId] {
+        let m = fake_agent_machine(scenario);
+        let t = Instant::now();
+        let err = m.agent_wait_ready(ms(700)).unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{scenario:?}: {err}");
+        assert!(err.to_string().contains("no guest agent answered"), "{err}");
+        assert!(elapsed_ms(t) < 1500, "{scenario:?}");
+        m.kill().unwrap();
+    }
+    // Replies split mid-line arrive whole.
+    let m = fake_agent_machine(A::SplitReplies);
+    let info = m.agent_command("guest-info", None, SHORT).unwrap();
+    assert_eq!(info["version"], "fake");
+    m.kill().unwrap();
+    // A 64 MiB line: a protocol error for that call; the next resyncs.
+    let m = fake_agent_machine(A::HugeLine);
+    let err = m.agent_command("guest-info", None, Some(Duration::from_secs(60)));
+    assert!(matches!(err, Err(Error::Protocol(_))), "{err:?}");
+    let info = m.agent_command("guest-info", None, SHORT).unwrap();
+    assert_eq!(info["version"], "fake");
+    m.kill().unwrap();
+    // Syncs answered, commands never: the command times out on time, and
+    // the next call resyncs first.
+    let m = fake_agent_machine(A::SyncOnly);
+    m.agent_wait_ready(SHORT).unwrap();
+    let t = Instant::now();
+    let err = m.agent_command("guest-info", None, ms(300)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(elapsed_ms(t) < 800);
+    m.agent_wait_ready(SHORT).unwrap();
+    m.kill().unwrap();
+    // Normal: arguments reach the agent as sent.
+    let m = fake_agent_machine(A::Normal);
+    let echo = m
+        .agent_command("guest-x", Some(&json!({"a": 1})), SHORT)
+        .unwrap();
+    assert_eq!(echo["echo"]["arguments"]["a"], 1);
+    m.kill().unwrap();
+}
+
+/// A machine whose "QEMU" is this binary playing a qtest `scenario`.
+fn fake_qtest_machine(scenario: fake_qtest::Scenario) -> Machine {
+    let me = std::env::current_exe().unwrap();
+    let mut config = Config::new(me.to_str().unwrap());
+    config
+        .wrapper_arg("env")
+        .wrapper_arg(format!("{}={}", fake_qtest::SCENARIO_ENV, scenario.name()))
+        .qmp(false)
+        .qtest()
+        .qtest_timeout(SHORT);
+    let m = Machine::new(config);
+    m.launch().unwrap();
+    m
+}
+
+/// qtest's faults: IRQ lines anywhere never confuse replies; FAIL is a
+/// command error; garbage and a cut reply end the channel.
+fn qtest_faults_have_defined_statuses() {
+    use fake_qtest::Scenario as Q;
+    let m = fake_qtest_machine(Q::Interleaved);
+    for _ in 0..3 {
+        assert_eq!(m.qtest_read(0x10, 1).unwrap(), 0x2a);
+    }
+    // The last report of each line counts: 3 was raised last, 2 lowered.
+    assert!(m.qtest_get_irq(3).unwrap());
+    assert!(!m.qtest_get_irq(2).unwrap());
+    let err = m.qtest_raw("fail").unwrap_err();
+    let Error::Command { class, desc, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(class, "FAIL");
+    assert!(desc.contains("Unknown command"), "{desc}");
+    assert_eq!(m.qtest_raw("anything").unwrap(), "OK");
+    m.kill().unwrap();
+
+    let m = fake_qtest_machine(Q::Garbage);
+    let err = m.qtest_read(0, 1).unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err}");
+    assert!(err.to_string().contains("this is not qtest"), "{err}");
+    assert!(matches!(m.qtest_read(0, 1), Err(Error::Protocol(_))));
+    m.kill().unwrap();
+
+    let m = fake_qtest_machine(Q::CutReply);
+    let err = m.qtest_read(0, 1).unwrap_err();
+    assert!(matches!(err, Error::Disconnected(_)), "{err}");
+    assert!(err.to_string().contains("OK 0x00"), "{err}");
+    m.kill().unwrap();
 }
 
 /// This process's resident memory (VmRSS) and peak (VmHWM), in KiB.
@@ -710,6 +820,8 @@ const TESTS: &[Test] = tests![
     memory_stays_bounded_against_big_events_and_endless_lines,
     big_integers_are_sent_as_written,
     a_trace_reader_that_exits_raises_no_sigpipe,
+    agent_faults_have_defined_statuses,
+    qtest_faults_have_defined_statuses,
     a_number_no_f64_holds_is_an_error_not_a_panic,
     a_reply_that_never_comes_times_out_on_time,
     events_interleaved_with_replies_keep_their_order,
@@ -726,6 +838,14 @@ const TESTS: &[Test] = tests![
 fn main() {
     if let Ok(scenario) = std::env::var(SCENARIO_ENV) {
         fake_qmp::serve_spawned(&scenario);
+        return;
+    }
+    if let Ok(scenario) = std::env::var(fake_agent::SCENARIO_ENV) {
+        fake_agent::serve_spawned(&scenario);
+        return;
+    }
+    if let Ok(scenario) = std::env::var(fake_qtest::SCENARIO_ENV) {
+        fake_qtest::serve_spawned(&scenario);
         return;
     }
     if std::env::var_os(DYING_HOST_ENV).is_some() {

@@ -100,6 +100,23 @@ pub(crate) unsafe fn optional_arguments(p: *const c_char, name: &str) -> Result<
     Arguments::from_text_named(text, &format!("`{name}`")).map(Some)
 }
 
+/// A byte buffer: `len` bytes at `p` (`p` may be NULL only if `len` is 0).
+///
+/// # Safety
+/// `p` is NULL or points to `len` readable bytes that stay valid and
+/// unchanged for the lifetime `'a`.
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8]> {
+    if p.is_null() {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        return Err(Error::invalid(format!("`{name}` is NULL")));
+    }
+    // SAFETY: not NULL; `len` readable bytes valid for 'a (this fn's
+    // contract).
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
 /// Parse JSON text from parameter `name`.
 pub(crate) fn parse_json(text: &str, name: &str) -> Result<Value> {
     serde_json::from_str(text)

@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agent::AgentDevice;
 use crate::console::{ConsoleConfig, DEFAULT_CONSOLE_BUFFER};
 use crate::error::{Error, Result};
 use crate::qmp::events::{DEFAULT_EVENT_QUEUE_BYTES, DEFAULT_EVENT_QUEUE_CAPACITY};
 
 /// Default time QEMU gets to greet on QMP after it was started.
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default bound of every qtest call.
+pub const DEFAULT_QTEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
 pub const MAX_UNIX_SOCKET_PATH: usize = 107;
@@ -113,6 +117,9 @@ pub struct Config {
     pub(crate) event_queue_bytes: usize,
     /// Changes to QEMU's environment, in order: `None` removes.
     pub(crate) env: Vec<(String, Option<String>)>,
+    pub(crate) agent: Option<AgentDevice>,
+    pub(crate) qtest: bool,
+    pub(crate) qtest_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -138,6 +145,9 @@ impl Config {
             qmp_trace: None,
             event_queue_bytes: DEFAULT_EVENT_QUEUE_BYTES,
             env: Vec::new(),
+            agent: None,
+            qtest: false,
+            qtest_timeout: Some(DEFAULT_QTEST_TIMEOUT),
         }
     }
 
@@ -353,6 +363,59 @@ impl Config {
     pub fn console_buffer_limit(&mut self, bytes: usize) -> &mut Self {
         self.console_buffer_limit = bytes.max(1);
         self
+    }
+
+    /// Give the guest a channel for the QEMU guest agent (`qemu-ga`), on a
+    /// socketpair the library owns: `device_type` `None` adds a
+    /// virtio-serial bus with a port named `org.qemu.guest_agent.0` (the
+    /// guest runs `qemu-ga -m virtio-serial`); otherwise
+    /// `-device TYPE,chardev=...`, e.g. `"isa-serial"` for one more ISA
+    /// serial port (the guest runs `qemu-ga -m isa-serial -p /dev/ttySN`).
+    /// [`Error::InvalidArgument`] for an empty device type.
+    pub fn agent(&mut self, device_type: Option<&str>) -> Result<&mut Self> {
+        self.agent = Some(match device_type {
+            None => AgentDevice::VirtioSerial,
+            Some("") => {
+                return Err(Error::invalid(
+                    "the agent's device type must not be empty (none: a virtio-serial port)",
+                ))
+            }
+            Some(device) => AgentDevice::Device(device.to_string()),
+        });
+        Ok(self)
+    }
+
+    /// Run QEMU under qtest (device-level tests without guest code): the
+    /// qtest protocol on a socketpair the library owns
+    /// (`-qtest chardev:...`, its log off), and `-accel qtest` unless the
+    /// arguments or the machine type choose an accelerator. QMP stays
+    /// available beside it. QEMU needs its qtest accelerator module for
+    /// `-accel qtest` (Debian and Ubuntu delete it; see
+    /// `scripts/build-qtest-accel.sh` and [`Config::env`] with
+    /// `QEMU_MODULE_DIR`); with `-accel tcg -S` memory, port and IRQ calls
+    /// work, the virtual clock calls do not.
+    pub fn qtest(&mut self) -> &mut Self {
+        self.qtest = true;
+        self
+    }
+
+    /// Bound of every qtest call (`None`: forever). Default 30 s.
+    pub fn qtest_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.qtest_timeout = timeout;
+        self
+    }
+
+    /// Whether the arguments or the machine type choose an accelerator.
+    pub(crate) fn chooses_accelerator(&self) -> bool {
+        self.args.iter().any(|a| a == "-accel" || a == "--accel")
+            || self
+                .machine_type
+                .as_deref()
+                .is_some_and(|m| m.split(',').any(|o| o.starts_with("accel=")))
+            || self
+                .args
+                .windows(2)
+                .any(|w| (w[0] == "-machine" || w[0] == "-M") && w[1].contains("accel="))
     }
 
     /// The changes to QEMU's environment, in order (`None`: removed).

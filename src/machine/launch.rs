@@ -25,6 +25,7 @@ use rustix::process::Signal;
 
 use super::config::{opt_value, Config, MonitorAddress};
 use super::run::{Origin, Run, RunFiles, RunParts};
+use crate::agent::{AgentChannel, AgentDevice};
 use crate::console::Console;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
@@ -33,6 +34,7 @@ use crate::process::{QemuProcess, SpawnSpec};
 use crate::qmp::listeners::ListenerSet;
 use crate::qmp::trace::Trace;
 use crate::qmp::{ConnectOptions, QmpConnection};
+use crate::qtest::QtestChannel;
 use crate::sink::Sink;
 use crate::socket::{above_stdio, wait_ready, Socket};
 
@@ -113,6 +115,10 @@ struct Prepared {
     monitor_port: Option<u16>,
     /// Our end of the console socketpair and the log it is copied to.
     console: Option<(Socket, Option<Sink>)>,
+    /// Our end of the guest agent's socketpair.
+    agent: Option<(Socket, AgentDevice)>,
+    /// Our end of the qtest socketpair.
+    qtest: Option<Socket>,
     /// Every descriptor QEMU inherits: our copies of its socketpair ends
     /// (closed right after the spawn, so that QEMU's exit shows up as EOF)
     /// and the `-add-fd` descriptors.
@@ -230,6 +236,33 @@ impl Prepared {
             inherit.push(Arc::new(theirs.into_fd()));
             console = Some((ours, log));
         }
+        let mut agent = None;
+        if let Some(device) = &config.agent {
+            let (ours, theirs) = Socket::pair()
+                .map_err(|e| format!("cannot create the guest agent's socket pair: {e}"))?;
+            argv.extend(device.qemu_args(theirs.as_raw_fd()));
+            inherit.push(Arc::new(theirs.into_fd()));
+            agent = Some((ours, device.clone()));
+        }
+        let mut qtest = None;
+        if config.qtest {
+            let (ours, theirs) =
+                Socket::pair().map_err(|e| format!("cannot create the qtest socket pair: {e}"))?;
+            // QEMU 7.2 looks the chardev up under the id "qtest".
+            argv.extend([
+                "-chardev".to_string(),
+                format!("socket,id=qtest,fd={}", theirs.as_raw_fd()),
+                "-qtest".to_string(),
+                "chardev:qtest".to_string(),
+                "-qtest-log".to_string(),
+                "none".to_string(),
+            ]);
+            if !config.chooses_accelerator() {
+                argv.extend(["-accel".to_string(), "qtest".to_string()]);
+            }
+            inherit.push(Arc::new(theirs.into_fd()));
+            qtest = Some(ours);
+        }
         argv.extend(config.args.iter().cloned());
         Ok(Prepared {
             files,
@@ -240,6 +273,8 @@ impl Prepared {
             transport,
             monitor_port,
             console,
+            agent,
+            qtest,
             inherit,
         })
     }
@@ -265,8 +300,11 @@ pub(crate) fn launch(
             transport: Transport::Unix,
             monitor_port: None,
             console: None,
+            agent: None,
+            qtest: None,
             files: RunFiles::default(),
             log_path: None,
+            trace_path: None,
         });
         run.finish();
         let error = run.launch_error(reason);
@@ -308,6 +346,8 @@ pub(crate) fn launch(
         transport,
         monitor_port,
         console: console_parts,
+        agent: agent_parts,
+        qtest: qtest_socket,
         inherit,
     } = prepared;
     // Our copies of QEMU's socketpair ends must go now, or QEMU's exit
@@ -324,6 +364,14 @@ pub(crate) fn launch(
             Console::start(socket, config.console_buffer_limit, log, exit.clone()).map(Some)
         }
         _ => Ok(None),
+    };
+    let agent = match (&process, agent_parts) {
+        (Ok(_), Some((socket, device))) => Some(AgentChannel::new(socket, exit.clone(), device)),
+        _ => None,
+    };
+    let qtest = match (&process, qtest_socket) {
+        (Ok(_), Some(socket)) => Some(QtestChannel::new(socket, exit.clone())),
+        _ => None,
     };
     let connected = match (&process, &console) {
         (Err(e), _) => {
@@ -362,8 +410,11 @@ pub(crate) fn launch(
         transport,
         monitor_port,
         console: console.ok().flatten(),
+        agent,
+        qtest,
         files,
         log_path: Some(log_path),
+        trace_path: config.qmp_trace.clone(),
     });
     match outcome {
         Ok(()) => (Arc::new(run), Ok(())),
@@ -374,6 +425,20 @@ pub(crate) fn launch(
                 reason
             };
             run.finish();
+            let reason = if config.qtest
+                && run
+                    .log()
+                    .is_ok_and(|log| log.contains("invalid accelerator qtest"))
+            {
+                format!(
+                    "{reason}; this QEMU has no qtest accelerator (Debian and Ubuntu remove \
+                     its module): build it with scripts/build-qtest-accel.sh and give QEMU \
+                     QEMU_MODULE_DIR=<its directory> (Config::env, qm_set_env), or choose \
+                     -accel tcg -S (memory, port and IRQ calls work; the clock calls do not)"
+                )
+            } else {
+                reason
+            };
             let error = run.launch_error(reason);
             run.set_ending(format!("the launch failed: {error}"));
             (Arc::new(run), Err(error))

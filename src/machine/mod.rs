@@ -8,12 +8,17 @@
 //! `config.rs` holds what is decided before launch, `lifecycle.rs` the
 //! machine's state and its transitions, `launch.rs` how a launch happens,
 //! `run.rs` one launch (or attachment) and the ways it ends,
-//! `listener.rs` event listeners.
+//! `listener.rs` event listeners, `agent.rs` the guest agent's calls,
+//! `qtest.rs` qtest's.
 
+mod agent;
+mod artifacts;
 mod config;
 mod launch;
 mod lifecycle;
 mod listener;
+mod migrate;
+mod qtest;
 mod run;
 
 use std::os::fd::{BorrowedFd, RawFd};
@@ -25,9 +30,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use config::{
-    Config, MonitorAddress, DEFAULT_LAUNCH_TIMEOUT, MAX_CONSOLE_INDEX, MAX_UNIX_SOCKET_PATH,
+    Config, MonitorAddress, DEFAULT_LAUNCH_TIMEOUT, DEFAULT_QTEST_TIMEOUT, MAX_CONSOLE_INDEX,
+    MAX_UNIX_SOCKET_PATH,
 };
 pub use listener::Listener;
+pub use migrate::migrate;
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
@@ -137,8 +144,11 @@ impl Machine {
             transport,
             monitor_port: None,
             console: None,
+            agent: None,
+            qtest: None,
             files: RunFiles::default(),
             log_path: None,
+            trace_path: None,
         });
         let mut core = Core::new(
             config,
@@ -343,6 +353,7 @@ impl Machine {
                     Error::io(format!("cannot open the QMP trace {}", path.display()), e)
                 })?;
                 qmp.set_trace(Some(Arc::new(trace)));
+                *run.trace_path.lock() = Some(path.to_path_buf());
             }
             if run.is_attached() {
                 return Ok(());

@@ -16,12 +16,14 @@ use rustix::process::Signal;
 use tempfile::TempDir;
 
 use super::launch::Transport;
+use crate::agent::AgentChannel;
 use crate::console::Console;
 use crate::deadline::Deadline;
 use crate::error::{Error, LaunchError, Result};
 use crate::owner::Owner;
 use crate::process::{ExitStatus, QemuProcess};
 use crate::qmp::QmpConnection;
+use crate::qtest::QtestChannel;
 
 /// How much of QEMU's output is kept in memory after the run (the tail).
 const LOG_KEEP: u64 = 64 << 20;
@@ -92,6 +94,10 @@ pub(crate) struct Run {
     pub monitor_port: Option<u16>,
     /// The serial console; its output stays readable after the run.
     pub console: Option<Console>,
+    /// The guest agent's channel.
+    pub agent: Option<AgentChannel>,
+    /// The qtest channel.
+    pub qtest: Option<QtestChannel>,
     pub files: Mutex<RunFiles>,
     /// `None` for an attachment: QEMU's output is elsewhere.
     pub log_path: Option<PathBuf>,
@@ -105,6 +111,8 @@ pub(crate) struct Run {
     pub killed: AtomicBool,
     /// How the run ended, once it has, for `status.txt` and messages.
     pub ending: Mutex<Option<String>>,
+    /// Where the QMP trace goes, if anywhere.
+    pub trace_path: Mutex<Option<PathBuf>>,
     finished: AtomicBool,
 }
 
@@ -117,8 +125,11 @@ pub(crate) struct RunParts {
     pub transport: Transport,
     pub monitor_port: Option<u16>,
     pub console: Option<Console>,
+    pub agent: Option<AgentChannel>,
+    pub qtest: Option<QtestChannel>,
     pub files: RunFiles,
     pub log_path: Option<PathBuf>,
+    pub trace_path: Option<PathBuf>,
 }
 
 impl Run {
@@ -131,12 +142,15 @@ impl Run {
             transport: parts.transport,
             monitor_port: parts.monitor_port,
             console: parts.console,
+            agent: parts.agent,
+            qtest: parts.qtest,
             files: Mutex::new(parts.files),
             log_path: parts.log_path,
             captured_log: Mutex::new(None),
             quit_issued: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             ending: Mutex::new(None),
+            trace_path: Mutex::new(parts.trace_path),
             finished: AtomicBool::new(false),
         }
     }
@@ -303,6 +317,12 @@ impl Run {
         if let Some(console) = &self.console {
             console.close(grace);
         }
+        if let Some(agent) = &self.agent {
+            agent.close();
+        }
+        if let Some(qtest) = &self.qtest {
+            qtest.close();
+        }
         if let Some(path) = &self.log_path {
             *self.captured_log.lock() = Some(read_log(path));
         }
@@ -329,6 +349,21 @@ impl Run {
                 Some(status) => format!("QEMU {status}"),
                 None => format!("QEMU (pid {}) is still running", p.pid()),
             },
+        }
+    }
+
+    /// One line for `status.txt`: running, or how it ended.
+    pub(crate) fn status_line(&self) -> String {
+        if let Some(ending) = self.ending.lock().clone() {
+            return ending;
+        }
+        match &self.process {
+            Some(p) => match p.reaped_status() {
+                Some(_) => self.describe_end(),
+                None => format!("running (pid {})", p.pid()),
+            },
+            None if self.is_attached() => "attached".to_string(),
+            None => self.describe_end(),
         }
     }
 

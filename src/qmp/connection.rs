@@ -432,6 +432,12 @@ impl QmpConnection {
         self.channel.lock().proto.stray_replies
     }
 
+    /// Every event of the run so far as JSON lines, and how many older
+    /// ones the bounded history dropped.
+    pub(crate) fn event_history(&self) -> (Vec<u8>, u64) {
+        self.channel.lock().proto.history.to_jsonl()
+    }
+
     /// Bytes written to QEMU so far.
     pub(crate) fn bytes_written(&self) -> u64 {
         self.channel.bytes_written()

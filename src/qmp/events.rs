@@ -227,6 +227,17 @@ impl EventHistory {
         self.bytes += line.len();
         self.lines.push_back(line.into());
     }
+
+    /// The events as JSON lines, oldest first, and how many older ones were
+    /// dropped.
+    pub(crate) fn to_jsonl(&self) -> (Vec<u8>, u64) {
+        let mut out = Vec::with_capacity(self.bytes + self.lines.len());
+        for line in &self.lines {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        (out, self.dropped)
+    }
 }
 
 #[cfg(test)]

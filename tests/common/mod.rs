@@ -113,6 +113,42 @@ pub fn guest_dir() -> PathBuf {
     .clone()
 }
 
+/// The directory holding QEMU's qtest accelerator module, built on first
+/// use by `scripts/build-qtest-accel.sh` from Debian's own source package
+/// (Debian deletes the module) and cached under `target/qtest-accel`.
+/// Fails loudly, never skips, when it cannot be built.
+pub fn qtest_accel_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-qtest-accel.sh");
+        let out = std::process::Command::new(script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(
+            out.status.success(),
+            "the qtest accelerator could not be built ({script} failed; `make test` runs it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(dir.join("accel-qtest-x86_64.so").exists());
+        dir
+    })
+    .clone()
+}
+
+/// A `-machine pc` QEMU under qtest with the accelerator module, the RTC on
+/// the virtual clock (as QEMU's own rtc-test).
+pub fn qtest_config() -> Config {
+    let mut config = Config::new(qemu_binary());
+    config
+        .machine_type("pc")
+        .args(["-nodefaults", "-rtc", "clock=vm"])
+        .qtest()
+        .env("QEMU_MODULE_DIR", Some(qtest_accel_dir().to_str().unwrap()))
+        .unwrap();
+    config
+}
+
 /// The guest's shell prompt (no newline after it).
 pub const PROMPT: &str = "guest# ";
 pub const READY: &str = "QM-GUEST-READY";
