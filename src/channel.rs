@@ -516,6 +516,8 @@ impl<P: Protocol> Channel<P> {
         check: &mut impl FnMut(&mut State<P>) -> Option<T>,
     ) -> Turn<T> {
         let mut reader = self.reader.lock();
+        // A poll (a deadline already passed) still reads once.
+        let mut first = true;
         loop {
             if let Some(reason) = self.route_lines(&mut reader) {
                 self.close(reason);
@@ -531,9 +533,10 @@ impl<P: Protocol> Channel<P> {
             }
             // Checked after every chunk: a peer that never stops sending
             // cannot hold the caller past its deadline.
-            if deadline.expired() {
+            if deadline.expired() && !first {
                 return Turn::TimedOut;
             }
+            first = false;
             if !self.read_once(&mut reader, deadline, interrupt) && deadline.expired() {
                 return Turn::TimedOut;
             }
