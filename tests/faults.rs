@@ -435,6 +435,33 @@ fn qtest_faults_have_defined_statuses() {
     m.kill().unwrap();
 }
 
+/// A listener whose queue is full drops and counts; a listener that keeps
+/// up is unaffected.
+fn a_full_listener_drops_and_counts_alone() {
+    let m = launched_fake(Scenario::EventFlood);
+    let idle = m.listen(None).unwrap();
+    let busy = m.listen(None).unwrap();
+    let t = Instant::now();
+    let mut taken = 0usize;
+    while idle.dropped() == 0 {
+        assert!(elapsed_ms(t) < 30_000, "the idle listener never overflowed");
+        taken += busy.take().unwrap().len();
+    }
+    taken += busy.take().unwrap().len();
+    assert!(taken > 65536, "{taken}");
+    assert_eq!(
+        busy.dropped(),
+        0,
+        "the listener that keeps up loses nothing"
+    );
+    assert_eq!(
+        idle.take().unwrap().len(),
+        65536,
+        "the full one keeps its bound"
+    );
+    m.kill().unwrap();
+}
+
 /// This process's resident memory (VmRSS) and peak (VmHWM), in KiB.
 fn memory_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -821,6 +848,7 @@ const TESTS: &[Test] = tests![
     big_integers_are_sent_as_written,
     a_trace_reader_that_exits_raises_no_sigpipe,
     agent_faults_have_defined_statuses,
+    a_full_listener_drops_and_counts_alone,
     qtest_faults_have_defined_statuses,
     a_number_no_f64_holds_is_an_error_not_a_panic,
     a_reply_that_never_comes_times_out_on_time,

@@ -147,7 +147,17 @@ fn both_statuses(src: &Machine, dst: &Machine, events: &[Option<String>; 2]) -> 
                 }
             }
             Err(_) => match (m.exit_status(), event) {
-                (Some(exit), _) => format!("QEMU {exit}"),
+                (Some(exit), _) => {
+                    // QEMU's last words say why (a refused machine type...).
+                    let log = m.log().unwrap_or_default();
+                    let lines: Vec<&str> = log.trim_end().lines().map(str::trim).collect();
+                    let last = &lines[lines.len().saturating_sub(3)..];
+                    if last.is_empty() {
+                        format!("QEMU {exit}")
+                    } else {
+                        format!("QEMU {exit} ({})", last.join(" / "))
+                    }
+                }
                 (None, Some(last)) => format!("{last} (last event; QEMU does not answer)"),
                 (None, None) => "unknown (QEMU does not answer)".to_string(),
             },
