@@ -35,9 +35,9 @@
 
 /** Version of this header; qm_version() gives the library's. */
 #define QM_VERSION_MAJOR 0
-#define QM_VERSION_MINOR 1
+#define QM_VERSION_MINOR 2
 #define QM_VERSION_PATCH 0
-#define QM_VERSION_STRING "0.1.0"
+#define QM_VERSION_STRING "0.2.0"
 
 /**
  * Wait forever (a `timeout_ms` value).

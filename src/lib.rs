@@ -49,3 +49,13 @@ pub use probe::{probe, Capability};
 pub use process::ExitStatus;
 pub use qmp::events::{event_match, EventFilter};
 pub use qmp::wire::Arguments;
+
+/// The handles are shared between threads (`Arc<Machine>`, listeners
+/// handed to other threads): checked at compile time.
+#[allow(dead_code)]
+fn handles_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Machine>();
+    both::<Listener>();
+    both::<Ticket>();
+}
