@@ -91,19 +91,6 @@ fn exec_and_errors_over_an_isa_serial_port() {
     m.shutdown(SHORT).unwrap();
 }
 
-/// Deterministic "random" bytes, every value included.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn files_and_binary_output_of_a_mebibyte() {
     let m = booted_with_agent(None);

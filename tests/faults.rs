@@ -613,11 +613,7 @@ fn sigkill_during_launch() {
     // A shell that waits before exec'ing QEMU: the launch is in progress
     // (no greeting yet) when the kill comes.
     let mut config = none_config();
-    config
-        .wrapper_arg("sh")
-        .wrapper_arg("-c")
-        .wrapper_arg("sleep 0.5; exec \"$@\"")
-        .wrapper_arg("sh");
+    delayed_start(&mut config, 0.5);
     let m = Arc::new(Machine::new(config));
     let launcher = {
         let m = Arc::clone(&m);

@@ -116,11 +116,7 @@ fn kill_interrupts_a_launch_at_any_point() {
     // A launch that is still in progress when the kill comes (the wrapper
     // waits before exec'ing QEMU).
     let mut config = none_config();
-    config
-        .wrapper_arg("sh")
-        .wrapper_arg("-c")
-        .wrapper_arg("sleep 0.3; exec \"$@\"")
-        .wrapper_arg("sh");
+    delayed_start(&mut config, 0.3);
     let m = Arc::new(Machine::new(config));
     for round in 0..20u64 {
         let launcher = {
@@ -157,11 +153,7 @@ fn kill_interrupts_a_launch_at_any_point() {
     }
     // release (what freeing does) cancels a launch the same way.
     let mut config = none_config();
-    config
-        .wrapper_arg("sh")
-        .wrapper_arg("-c")
-        .wrapper_arg("sleep 0.3; exec \"$@\"")
-        .wrapper_arg("sh");
+    delayed_start(&mut config, 0.3);
     let m = Arc::new(Machine::new(config));
     let launcher = {
         let m = Arc::clone(&m);
@@ -178,11 +170,7 @@ fn kill_interrupts_a_launch_at_any_point() {
 #[test]
 fn calls_during_a_launch_honour_their_timeouts() {
     let mut config = none_config();
-    config
-        .wrapper_arg("sh")
-        .wrapper_arg("-c")
-        .wrapper_arg("sleep 4; exec \"$@\"")
-        .wrapper_arg("sh");
+    delayed_start(&mut config, 4.0);
     let m = Arc::new(Machine::new(config));
     let launcher = {
         let m = Arc::clone(&m);

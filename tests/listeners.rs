@@ -265,6 +265,8 @@ fn one_poll_loop_drives_eight_machines() {
     // QEMU killed mid-loop: the descriptor fires, everything ends.
     let victim = &machines[3];
     let fd = victim.poll_fd().unwrap().unwrap();
+    // Stopped first, so that the command cannot be answered before the end.
+    signal(victim.pid().unwrap(), libc::SIGSTOP);
     let pending = victim.command_send("query-status", None).unwrap();
     signal(victim.pid().unwrap(), libc::SIGKILL);
     let t = Instant::now();

@@ -93,18 +93,6 @@ fn pci_host_bridge_ids() {
     m.shutdown(SHORT).unwrap();
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn guest_ram_memwrite_memread_sized_reads_and_memset() {
     let m = launched_qtest();

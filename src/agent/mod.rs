@@ -280,6 +280,22 @@ impl AgentChannel {
         }
     }
 
+    /// The command's bytes and this caller's turn on a synchronized
+    /// channel (synchronizing first if its state is not known).
+    fn take_turn(
+        &self,
+        cmd: &str,
+        args: Option<&Arguments>,
+        deadline: Deadline,
+    ) -> Result<(Vec<u8>, parking_lot::MutexGuard<'_, ()>)> {
+        let line = wire::command(cmd, args)?;
+        let turn = self.turn(deadline)?;
+        if !self.channel.lock().proto.synced {
+            self.sync(deadline)?;
+        }
+        Ok((line, turn))
+    }
+
     /// Run one agent command and return its reply (`return` or `error`),
     /// synchronizing first if the stream's state is not known.
     pub(crate) fn execute(
@@ -288,11 +304,7 @@ impl AgentChannel {
         args: Option<&Arguments>,
         deadline: Deadline,
     ) -> Result<Reply> {
-        let line = wire::command(cmd, args)?;
-        let _turn = self.turn(deadline)?;
-        if !self.channel.lock().proto.synced {
-            self.sync(deadline)?;
-        }
+        let (line, _turn) = self.take_turn(cmd, args, deadline)?;
         self.channel
             .send(
                 &line,
@@ -333,11 +345,7 @@ impl AgentChannel {
         args: Option<&Arguments>,
         deadline: Deadline,
     ) -> Result<()> {
-        let line = wire::command(cmd, args)?;
-        let _turn = self.turn(deadline)?;
-        if !self.channel.lock().proto.synced {
-            self.sync(deadline)?;
-        }
+        let (line, _turn) = self.take_turn(cmd, args, deadline)?;
         self.channel
             .send(
                 &line,

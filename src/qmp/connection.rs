@@ -8,32 +8,22 @@
 //! them (out-of-band execution is never negotiated), and a command that
 //! reaches QEMU gets exactly one reply. So the library sends no `id` at all
 //! (`,"id":1234` alone costs ~50 µs of a ~250 µs round trip, since QEMU
-//! reads its input a byte per main-loop turn) and matches by position:
-//!
-//! - Each command gets a ticket; its ticket joins the in-flight FIFO at the
-//!   moment its bytes join the output queue, under the same lock, so FIFO
-//!   order is wire order even with many threads sending.
-//! - Each reply (`return` or `error`, with or without an id) takes the
-//!   oldest in-flight ticket. A caller that gave up (timed out) leaves its
-//!   ticket in the FIFO with nobody collecting: its late reply still takes
-//!   that place and is dropped (counted), and the next reply goes to the
-//!   next command.
-//! - The error QEMU sends for input its parser rejects is the reply to the
-//!   command that carried the input. [`super::wire`] refuses beforehand
-//!   every input for which QEMU's parser would send more than one reply.
-//! - A command that could not be written at all by its deadline is
-//!   withdrawn (ticket and bytes); one partly written stays queued until
-//!   QEMU has read it (see [`Channel`]), so the stream is never cut.
-//! - Events carry no reply and can come anywhere, also before the greeting.
+//! reads its input a byte per main-loop turn) and matches replies by
+//! position (`channel/ordered.rs`): a reply that comes after its caller
+//! gave up takes its command's place and is dropped. The error QEMU sends
+//! for input its parser rejects is the reply to the command that carried
+//! the input; [`super::wire`] refuses beforehand every input for which
+//! QEMU's parser would send more than one reply. A command that could not
+//! be written at all by its deadline is withdrawn; one partly written
+//! stays queued until QEMU has read it, so the stream is never cut. Events
+//! carry no reply and can come anywhere, also before the greeting.
 
-use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::channel::{Channel, Closed, Protocol, SendError, State};
+use crate::channel::{Channel, Closed, Ordered, OrderedReplies, Protocol, SendError, State};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::qmp::events::{EventHistory, EventQueue};
@@ -43,25 +33,23 @@ use crate::qmp::trace::Trace;
 use crate::qmp::wire::{self, Arguments};
 use crate::socket::Socket;
 
-/// Tickets are unique in the process, so a ticket of one machine is
-/// unknown to every other.
-static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
-
 /// QMP's routing state.
 #[derive(Debug)]
 pub(crate) struct Qmp {
     greeting: Option<Value>,
-    /// Tickets of the commands on the wire, oldest first.
-    in_flight: VecDeque<u64>,
-    /// Tickets someone will collect; `Some` once the reply is in.
-    replies: HashMap<u64, Option<Reply>>,
+    /// Commands and their replies; replies nobody collects are dropped, as
+    /// the QMP specification asks, and counted.
+    replies: OrderedReplies<Reply>,
     events: EventQueue,
     listeners: Arc<ListenerSet>,
     history: EventHistory,
-    /// Replies nobody was waiting for (late replies to commands whose
-    /// caller gave up, replies to no command): dropped, as the QMP
-    /// specification asks, and counted.
-    stray_replies: u64,
+}
+
+impl Ordered for Qmp {
+    type Reply = Reply;
+    fn ordered(&mut self) -> &mut OrderedReplies<Reply> {
+        &mut self.replies
+    }
 }
 
 impl Protocol for Qmp {
@@ -86,14 +74,7 @@ impl Protocol for Qmp {
                         reply.to_json_text()
                     ));
                 }
-                match self
-                    .in_flight
-                    .pop_front()
-                    .and_then(|t| self.replies.get_mut(&t))
-                {
-                    Some(slot) => *slot = Some(reply),
-                    None => self.stray_replies += 1,
-                }
+                self.replies.answer(reply);
             }
         }
         Ok(())
@@ -146,12 +127,10 @@ impl QmpConnection {
             MAX_LINE,
             Qmp {
                 greeting: None,
-                in_flight: VecDeque::new(),
-                replies: HashMap::new(),
+                replies: OrderedReplies::default(),
                 events: EventQueue::new(options.event_queue_capacity, options.event_queue_bytes),
                 listeners: Arc::clone(&options.listeners),
                 history: EventHistory::default(),
-                stray_replies: 0,
             },
         );
         channel.set_trace(options.trace.clone());
@@ -211,29 +190,9 @@ impl QmpConnection {
         deadline: Option<Deadline>,
     ) -> Result<u64> {
         let line = wire::command(cmd, args)?;
-        let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
-        let sent = self.channel.send(
-            &line,
-            fd,
-            deadline,
-            |qmp| {
-                qmp.in_flight.push_back(ticket);
-                qmp.replies.insert(ticket, None);
-            },
-            |qmp| {
-                qmp.in_flight.retain(|&t| t != ticket);
-                qmp.replies.remove(&ticket);
-            },
-        );
-        match sent {
-            Ok(()) => Ok(ticket),
-            Err(e) => {
-                // A command partly written stays in the FIFO (its reply
-                // will come) with nobody collecting it.
-                self.channel.lock().proto.replies.remove(&ticket);
-                Err(self.send_error(e, cmd, deadline.unwrap_or_else(Deadline::poll)))
-            }
-        }
+        self.channel
+            .send_request(&line, fd, deadline)
+            .map_err(|e| self.send_error(e, cmd, deadline.unwrap_or_else(Deadline::poll)))
     }
 
     fn send_error(&self, e: SendError, cmd: &str, deadline: Deadline) -> Error {
@@ -269,33 +228,20 @@ impl QmpConnection {
         on_timeout: OnTimeout,
         cmd: &str,
     ) -> Result<Reply> {
-        if !self.channel.lock().proto.replies.contains_key(&ticket) {
+        if !self.channel.lock().proto.replies.is_outstanding(ticket) {
             return Err(Error::invalid(format!(
                 "ticket {ticket} is not outstanding on this machine (it was already received, \
                  belongs to another machine or an earlier run, or was never issued)"
             )));
         }
-        let got = self
-            .channel
-            .wait_for(deadline, None, |st| match st.proto.replies.get(&ticket) {
-                Some(Some(_)) => st.proto.replies.remove(&ticket).flatten(),
-                _ => None,
-            });
-        match got {
+        let abandon = on_timeout == OnTimeout::Abandon;
+        match self.channel.wait_reply(ticket, deadline, abandon) {
             Ok(Some(reply)) => Ok(reply),
-            Ok(None) => {
-                if on_timeout == OnTimeout::Abandon {
-                    self.channel.lock().proto.replies.remove(&ticket);
-                }
-                Err(Error::Timeout(format!(
-                    "no reply to '{cmd}' {}",
-                    deadline.describe()
-                )))
-            }
-            Err(closed) => {
-                self.channel.lock().proto.replies.remove(&ticket);
-                Err(closed.error("QMP"))
-            }
+            Ok(None) => Err(Error::Timeout(format!(
+                "no reply to '{cmd}' {}",
+                deadline.describe()
+            ))),
+            Err(closed) => Err(closed.error("QMP")),
         }
     }
 
@@ -429,7 +375,7 @@ impl QmpConnection {
     }
 
     pub(crate) fn stray_replies(&self) -> u64 {
-        self.channel.lock().proto.stray_replies
+        self.channel.lock().proto.replies.stray()
     }
 
     /// Every event of the run so far as JSON lines, and how many older

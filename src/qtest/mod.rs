@@ -11,15 +11,14 @@
 //! command is built here from typed values, and raw lines are checked
 //! before anything is sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use crate::channel::{Channel, Closed, Protocol, SendError};
+use crate::channel::{Channel, Closed, Ordered, OrderedReplies, Protocol, SendError};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::qmp::framing::snippet;
@@ -30,17 +29,20 @@ const MAX_LINE: usize = 8 << 20;
 /// Bytes per `b64read` / `b64write`.
 const MEM_CHUNK: usize = 1 << 20;
 
-static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
-
 /// qtest's routing state.
 #[derive(Debug, Default)]
 pub(crate) struct Qtest {
-    in_flight: VecDeque<u64>,
-    /// Tickets someone will collect; `Some` once the reply is in: the text
-    /// after `OK`, or the whole `FAIL`/`ERR` line.
-    replies: HashMap<u64, Option<std::result::Result<String, String>>>,
+    /// Replies: the text after `OK`, or the whole `FAIL`/`ERR` line.
+    replies: OrderedReplies<std::result::Result<String, String>>,
     /// The level of every intercepted line QEMU has reported.
     irqs: HashMap<i64, bool>,
+}
+
+impl Ordered for Qtest {
+    type Reply = std::result::Result<String, String>;
+    fn ordered(&mut self) -> &mut OrderedReplies<Self::Reply> {
+        &mut self.replies
+    }
 }
 
 impl Protocol for Qtest {
@@ -74,14 +76,7 @@ impl Protocol for Qtest {
                 snippet(line)
             ));
         };
-        // A reply whose caller gave up takes its place and is dropped.
-        if let Some(slot) = self
-            .in_flight
-            .pop_front()
-            .and_then(|t| self.replies.get_mut(&t))
-        {
-            *slot = Some(reply);
-        }
+        self.replies.answer(reply);
         Ok(())
     }
 }
@@ -144,25 +139,12 @@ impl QtestChannel {
     /// Send one line and wait for its reply: the text after `OK`.
     fn call(&self, line: String, deadline: Deadline) -> Result<String> {
         let cmd = line.split(' ').next().unwrap_or_default().to_string();
-        let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
-        let sent = self.channel.send(
-            &bytes,
-            None,
-            Some(deadline),
-            |q| {
-                q.in_flight.push_back(ticket);
-                q.replies.insert(ticket, None);
-            },
-            |q| {
-                q.in_flight.retain(|&t| t != ticket);
-                q.replies.remove(&ticket);
-            },
-        );
-        if let Err(e) = sent {
-            self.channel.lock().proto.replies.remove(&ticket);
-            return Err(match e {
+        let ticket = self
+            .channel
+            .send_request(&bytes, None, Some(deadline))
+            .map_err(|e| match e {
                 SendError::NotSent { .. } | SendError::PartlySent { .. } => Error::Timeout(
                     format!("could not send qtest '{cmd}' {}", deadline.describe()),
                 ),
@@ -170,15 +152,8 @@ impl QtestChannel {
                 SendError::Failed(err) => {
                     Error::Disconnected(format!("cannot send qtest '{cmd}': {err}"))
                 }
-            });
-        }
-        let got = self
-            .channel
-            .wait_for(deadline, None, |st| match st.proto.replies.get(&ticket) {
-                Some(Some(_)) => st.proto.replies.remove(&ticket).flatten(),
-                _ => None,
-            });
-        match got {
+            })?;
+        match self.channel.wait_reply(ticket, deadline, true) {
             Ok(Some(Ok(text))) => Ok(text),
             Ok(Some(Err(failure))) => {
                 let (class, desc) = failure.split_once(' ').unwrap_or((&failure, ""));
@@ -195,18 +170,12 @@ impl QtestChannel {
                     desc,
                 })
             }
-            Ok(None) => {
-                // The late reply keeps its place and is dropped.
-                self.channel.lock().proto.replies.remove(&ticket);
-                Err(Error::Timeout(format!(
-                    "no qtest reply to '{cmd}' {}",
-                    deadline.describe()
-                )))
-            }
-            Err(closed) => {
-                self.channel.lock().proto.replies.remove(&ticket);
-                Err(closed.error("qtest"))
-            }
+            // The late reply keeps its place and is dropped.
+            Ok(None) => Err(Error::Timeout(format!(
+                "no qtest reply to '{cmd}' {}",
+                deadline.describe()
+            ))),
+            Err(closed) => Err(closed.error("qtest")),
         }
     }
 
@@ -416,21 +385,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_in_order_and_irq_lines_anywhere() {
+    fn irq_lines_anywhere_and_replies_classified() {
         let mut q = Qtest::default();
-        for t in [1, 2, 3] {
-            q.in_flight.push_back(t);
-            q.replies.insert(t, None);
-        }
         q.route(b"IRQ raise 8").unwrap();
         q.route(b"OK 0x01").unwrap();
         q.route(b"IRQ lower 8").unwrap();
         q.route(b"IRQ raise 0").unwrap();
         q.route(b"FAIL Unknown command 'x'").unwrap();
         q.route(b"OK").unwrap();
-        assert_eq!(q.replies[&1], Some(Ok("0x01".into())));
-        assert_eq!(q.replies[&2], Some(Err("FAIL Unknown command 'x'".into())));
-        assert_eq!(q.replies[&3], Some(Ok(String::new())));
+        assert_eq!(q.replies.stray(), 3, "no request was in flight");
         assert!(!q.irqs[&8]);
         assert!(q.irqs[&0]);
         assert!(q.route(b"garbage").is_err());

@@ -149,6 +149,45 @@ pub fn qtest_config() -> Config {
     config
 }
 
+/// Deterministic pseudo-random bytes (every value occurs), for data that
+/// must survive a round trip byte-exact.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Run QEMU through a shell that waits `seconds` before exec'ing it: a
+/// launch that stays in progress that long.
+pub fn delayed_start(config: &mut Config, seconds: f64) {
+    config
+        .wrapper_arg("sh")
+        .wrapper_arg("-c")
+        .wrapper_arg(format!("sleep {seconds}; exec \"$@\""))
+        .wrapper_arg("sh");
+}
+
+/// In a fake peer started in place of QEMU: the socket the library handed
+/// it as `-chardev socket,id=<id>,fd=N`.
+pub fn inherited_socket(id: &str) -> std::os::unix::net::UnixStream {
+    use std::os::fd::FromRawFd;
+    let prefix = format!("socket,id={id},fd=");
+    let fd: i32 = std::env::args()
+        .find_map(|a| a.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("-chardev {prefix}N among the arguments"))
+        .parse()
+        .unwrap();
+    // SAFETY: the library handed this descriptor to this process for
+    // exactly this use, and nothing else owns it.
+    unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) }
+}
+
 /// The guest's shell prompt (no newline after it).
 pub const PROMPT: &str = "guest# ";
 pub const READY: &str = "QM-GUEST-READY";

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -139,15 +138,7 @@ fn serve(stream: UnixStream, scenario: Scenario) {
 
 /// Entry point in place of QEMU.
 pub fn serve_spawned(scenario: &str) {
-    let args: Vec<String> = std::env::args().collect();
-    let fd: i32 = args
-        .iter()
-        .find_map(|a| a.strip_prefix("socket,id=qm-agent,fd="))
-        .expect("-chardev socket,id=qm-agent,fd=N among the arguments")
-        .parse()
-        .unwrap();
-    // SAFETY: the library handed this descriptor to us for exactly this.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let stream = crate::common::inherited_socket("qm-agent");
     serve(stream, Scenario::parse(scenario));
     // Like QEMU, stay until told to go.
     std::thread::sleep(Duration::from_secs(60));

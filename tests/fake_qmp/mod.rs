@@ -11,7 +11,6 @@
 
 use std::io::{BufReader, Write};
 use std::net::TcpListener;
-use std::os::fd::FromRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -320,15 +319,7 @@ impl TryClone for std::net::TcpStream {
 /// Entry point in place of QEMU: find the QMP descriptor in the QEMU-style
 /// arguments and serve it.
 pub fn serve_spawned(scenario: &str) {
-    let args: Vec<String> = std::env::args().collect();
-    let fd: i32 = args
-        .iter()
-        .find_map(|a| a.strip_prefix("socket,id=mon,fd="))
-        .expect("-chardev socket,id=mon,fd=N among the arguments")
-        .parse()
-        .unwrap();
-    // SAFETY: the library handed this descriptor to us for exactly this.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let stream = crate::common::inherited_socket("mon");
     serve(stream, Scenario::parse(scenario));
 }
 

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -62,15 +61,7 @@ fn serve(stream: UnixStream, scenario: Scenario) {
 
 /// Entry point in place of QEMU.
 pub fn serve_spawned(scenario: &str) {
-    let args: Vec<String> = std::env::args().collect();
-    let fd: i32 = args
-        .iter()
-        .find_map(|a| a.strip_prefix("socket,id=qtest,fd="))
-        .expect("-chardev socket,id=qtest,fd=N among the arguments")
-        .parse()
-        .unwrap();
-    // SAFETY: the library handed this descriptor to us for exactly this.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let stream = crate::common::inherited_socket("qtest");
     serve(stream, Scenario::parse(scenario));
     std::thread::sleep(Duration::from_secs(60));
 }

@@ -26,6 +26,10 @@
 //!   [`Channel::loop_fd`]): routing what has arrived never blocks, and
 //!   returns at once when another thread is the leader.
 
+mod ordered;
+
+pub(crate) use ordered::{Ordered, OrderedReplies};
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
