@@ -196,6 +196,11 @@ fn c_qtest() {
 }
 
 #[test]
+fn c_artifacts_probes_and_migration() {
+    run_c_test("harness");
+}
+
+#[test]
 fn c_event_loop_with_qemu_killed_mid_loop() {
     run_c_test("event_loop_kill");
 }
