@@ -236,6 +236,87 @@ fn example_event_loop() {
     }
 }
 
+/// examples/qtest_rtc.c: an out-of-tree device test, given the module's
+/// directory on its command line.
+#[test]
+fn example_qtest_rtc() {
+    let exe = compile("examples/qtest_rtc.c", "cc", C_FLAGS);
+    let mut cmd = if under_valgrind() {
+        valgrind(&exe)
+    } else {
+        Command::new(&exe)
+    };
+    let out = run_ok(cmd.arg(common::qtest_accel_dir()));
+    for check in [
+        "seconds follow",
+        "IRQ 8 raised within 2 ms",
+        "register C says periodic",
+        "IRQ 8 lowered",
+    ] {
+        let line = out.lines().find(|l| l.starts_with(check));
+        assert!(line.is_some_and(|l| l.ends_with(" ok")), "{check}:\n{out}");
+    }
+    assert!(!out.contains("FAILED"), "{out}");
+}
+
+/// examples/ci_test.c passes; made to fail (it is told to expect a paused
+/// QEMU), it saves the artifacts where it says, into $QM_ARTIFACTS_DIR or
+/// else a new directory.
+#[test]
+fn example_ci_test_saves_artifacts_when_it_fails() {
+    let exe = compile("examples/ci_test.c", "cc", C_FLAGS);
+    let mut passing = if under_valgrind() {
+        valgrind(&exe)
+    } else {
+        Command::new(&exe)
+    };
+    assert!(run_ok(&mut passing).contains("ci_test: passed"));
+
+    let failing = |artifacts_dir: Option<&Path>| -> PathBuf {
+        let mut cmd = Command::new(&exe);
+        cmd.env("CI_TEST_EXPECT_STATUS", "paused")
+            .env_remove("QM_ARTIFACTS_DIR");
+        if let Some(dir) = artifacts_dir {
+            cmd.env("QM_ARTIFACTS_DIR", dir);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("FAILED: strstr(status, expected) != NULL"),
+            "{stderr}"
+        );
+        let dir = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("artifacts saved in "))
+            .unwrap_or_else(|| panic!("no artifacts path in: {stderr}"));
+        PathBuf::from(dir)
+    };
+    let read = |dir: &Path, name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+    };
+    let check = |dir: &Path| {
+        assert!(read(dir, "status.txt").starts_with("running (pid "));
+        let events = read(dir, "events.jsonl");
+        assert!(
+            events.contains("\"STOP\"") && events.contains("\"RESUME\""),
+            "{events}"
+        );
+        assert!(read(dir, "command-line.txt").contains("-nodefaults"));
+        read(dir, "qemu.log");
+    };
+
+    let made = failing(None);
+    check(&made);
+    std::fs::remove_dir_all(&made).unwrap();
+
+    let scratch = common::scratch_dir();
+    let chosen = scratch.path().join("artifacts");
+    assert_eq!(failing(Some(&chosen)), chosen);
+    check(&chosen);
+}
+
 #[test]
 fn c_qmp() {
     run_c_test("qmp");
