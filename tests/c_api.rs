@@ -317,6 +317,12 @@ fn example_ci_test_saves_artifacts_when_it_fails() {
     check(&chosen);
 }
 
+/// examples/demo.c builds with the strict flags (`make demo` runs it).
+#[test]
+fn demo_builds() {
+    compile("examples/demo.c", "cc", C_FLAGS);
+}
+
 #[test]
 fn c_qmp() {
     run_c_test("qmp");
