@@ -15,8 +15,11 @@
  * `listeners flood` (run without valgrind by tests/c_api.rs: it moves
  * 132000 QMP messages, which valgrind makes last minutes) fills a listener
  * past its 65536 events and checks what is dropped and counted. */
+#define _GNU_SOURCE /* syscall(SYS_gettid) */
 #include "qm_test.h"
 
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <pthread.h>
 
@@ -268,6 +271,9 @@ static void fd_is_readable_exactly_while_events_are_queued(void) {
     fd = qm_listener_fd(l);
     CHECK(fd >= 0 && fd == qm_listener_fd(l));
     CHECK(!readable(fd));
+    /* Neither descriptor leaks into programs this process starts. */
+    CHECK((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+    CHECK((fcntl(qm_machine_fd(m), F_GETFD) & FD_CLOEXEC) != 0);
 
     /* QEMU sends STOP before its reply to `stop`: routed by then. */
     OK(qm_command, m, "stop", NULL, 5000, NULL);
@@ -307,7 +313,7 @@ static void fd_is_readable_exactly_while_events_are_queued(void) {
 
 struct blocked_wait {
     qm_listener *l;
-    volatile int started;
+    volatile int tid;
     qm_status status;
     char message[512];
 };
@@ -315,11 +321,26 @@ struct blocked_wait {
 static void *wait_forever(void *arg) {
     struct blocked_wait *b = arg;
     qm_error *err = NULL;
-    b->started = 1;
+    b->tid = (int)syscall(SYS_gettid);
     b->status = qm_listener_wait(b->l, -1, NULL, &err);
     snprintf(b->message, sizeof b->message, "%s", err != NULL ? qm_error_message(err) : "");
     qm_error_free(err);
     return NULL;
+}
+
+/* Whether thread `tid` is blocked in a poll-family system call (as a wait
+ * that reads the QMP socket is), by /proc/self/task/TID/syscall. */
+static int in_poll(int tid) {
+    char path[64], *text;
+    long nr;
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    text = read_file(path, NULL);
+    if (text == NULL) {
+        return 0;
+    }
+    nr = strtol(text, NULL, 10);
+    free(text);
+    return nr == SYS_poll || nr == SYS_ppoll || nr == SYS_epoll_wait || nr == SYS_epoll_pwait;
 }
 
 static void free_while_another_thread_waits(void) {
@@ -331,10 +352,18 @@ static void free_while_another_thread_waits(void) {
     b.status = QM_ERR_PANIC;
     OK(qm_listener_new, m, NULL, &b.l);
     CHECK(pthread_create(&t, NULL, wait_forever, &b) == 0);
-    while (!b.started) {
+    while (b.tid == 0) {
         sleep_ms(1);
     }
-    sleep_ms(300); /* well inside qm_listener_wait by now */
+    /* Inside qm_listener_wait (a call starting after the free began would
+     * be undefined behaviour): seen polling, or surely after 3 s. */
+    {
+        double t0 = now_ms();
+        while (!in_poll(b.tid) && now_ms() - t0 < 3000) {
+            sleep_ms(5);
+        }
+        sleep_ms(100);
+    }
     qm_listener_free(b.l);
     CHECK(pthread_join(t, NULL) == 0);
     CHECK(b.status == QM_ERR_STATE);
