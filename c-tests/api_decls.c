@@ -84,6 +84,53 @@ DECL(qm_status, qm_command_receive,
      (qm_machine *m, uint64_t ticket, int64_t timeout_ms, char **response_json, qm_error **err))
 DECL(qm_status, qm_qmp_greeting, (const qm_machine *m, char **greeting_json, qm_error **err))
 DECL(qm_status, qm_set_env, (qm_machine *m, const char *name, const char *value, qm_error **err))
+DECL(qm_status, qm_set_agent, (qm_machine *m, const char *device_type, qm_error **err))
+DECL(qm_status, qm_agent_wait_ready, (qm_machine *m, int64_t timeout_ms, qm_error **err))
+DECL(qm_status, qm_agent_cmd,
+     (qm_machine *m, const char *cmd, const char *args_json, int64_t timeout_ms,
+      char **return_json, qm_error **err))
+DECL(qm_status, qm_agent_exec,
+     (qm_machine *m, const char *const *argv, const uint8_t *input, size_t input_len,
+      int64_t timeout_ms, qm_exec_result **result, qm_error **err))
+DECL(int, qm_exec_result_exit_code, (const qm_exec_result *r))
+DECL(const uint8_t *, qm_exec_result_stdout, (const qm_exec_result *r, size_t *len))
+DECL(const uint8_t *, qm_exec_result_stderr, (const qm_exec_result *r, size_t *len))
+DECL(bool, qm_exec_result_truncated, (const qm_exec_result *r))
+DECL(void, qm_exec_result_free, (qm_exec_result * r))
+DECL(qm_status, qm_agent_file_read,
+     (qm_machine *m, const char *guest_path, int64_t timeout_ms, qm_bytes *data, qm_error **err))
+DECL(qm_status, qm_agent_file_write,
+     (qm_machine *m, const char *guest_path, const uint8_t *data, size_t len, int64_t timeout_ms,
+      qm_error **err))
+DECL(qm_status, qm_set_qtest, (qm_machine *m, qm_error **err))
+DECL(qm_status, qm_set_qtest_timeout, (qm_machine *m, int64_t timeout_ms, qm_error **err))
+DECL(qm_status, qm_qtest_raw, (qm_machine *m, const char *line, char **reply, qm_error **err))
+DECL(qm_status, qm_qtest_read,
+     (qm_machine *m, uint64_t addr, unsigned int size, uint64_t *value, qm_error **err))
+DECL(qm_status, qm_qtest_write,
+     (qm_machine *m, uint64_t addr, unsigned int size, uint64_t value, qm_error **err))
+DECL(qm_status, qm_qtest_in,
+     (qm_machine *m, uint16_t port, unsigned int size, uint32_t *value, qm_error **err))
+DECL(qm_status, qm_qtest_out,
+     (qm_machine *m, uint16_t port, unsigned int size, uint32_t value, qm_error **err))
+DECL(qm_status, qm_qtest_memread,
+     (qm_machine *m, uint64_t addr, uint8_t *buf, size_t len, qm_error **err))
+DECL(qm_status, qm_qtest_memwrite,
+     (qm_machine *m, uint64_t addr, const uint8_t *buf, size_t len, qm_error **err))
+DECL(qm_status, qm_qtest_memset,
+     (qm_machine *m, uint64_t addr, uint8_t byte, size_t len, qm_error **err))
+DECL(qm_status, qm_qtest_clock_step, (qm_machine *m, int64_t ns, int64_t *now_ns, qm_error **err))
+DECL(qm_status, qm_qtest_clock_set, (qm_machine *m, int64_t ns, int64_t *now_ns, qm_error **err))
+DECL(qm_status, qm_qtest_irq_intercept_in, (qm_machine *m, const char *qom_path, qm_error **err))
+DECL(qm_status, qm_qtest_irq_intercept_out, (qm_machine *m, const char *qom_path, qm_error **err))
+DECL(qm_status, qm_qtest_get_irq, (qm_machine *m, int line, bool *raised, qm_error **err))
+DECL(qm_status, qm_qtest_set_irq_in,
+     (qm_machine *m, const char *qom_path, const char *name, int line, int level, qm_error **err))
+DECL(qm_status, qm_save_artifacts, (const qm_machine *m, const char *dir, qm_error **err))
+DECL(qm_status, qm_probe,
+     (const char *binary, const char *what, const char *name, int64_t timeout_ms, bool *present,
+      qm_error **err))
+DECL(qm_status, qm_migrate, (qm_machine *src, qm_machine *dst, int64_t timeout_ms, qm_error **err))
 
 /* The contract's enum, with its tag, and its values. */
 typedef char tag_check[sizeof(enum qm_status) == sizeof(qm_status) ? 1 : -1];

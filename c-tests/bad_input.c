@@ -2,7 +2,10 @@
  * argument NULL in turn, invalid UTF-8, invalid JSON, JSON of the wrong
  * type, negative and huge timeouts and values out of range. Every case
  * must return QM_ERR_INVALID_ARGUMENT with a message naming the parameter,
- * leave the outputs untouched, and leave the machine working. Functions
+ * leave the outputs untouched, and leave the machine working. The machine
+ * runs under qtest and has no guest agent: argument checks come before
+ * the configuration's. (qtest's own checks name the value rather than the
+ * C parameter: "the QOM path", "read size", "the IRQ line".) Functions
  * without a status are checked below the table. tests/c_api.rs checks that
  * every exported qm_* symbol is named in this file. */
 #include "qm_test.h"
@@ -25,6 +28,17 @@ static int out_i;
 static uint64_t out_u64;
 static uint16_t out_u16;
 static bool out_b;
+static uint32_t out_u32;
+static int64_t out_i64;
+static qm_exec_result *out_r;
+static uint8_t out_buf[4]; /* qm_qtest_memread's buffer */
+
+/* argv arrays for qm_agent_exec. */
+static const char *const ARGV_OK[] = {"true", NULL};
+static const char *const ARGV_NONE[] = {NULL};
+static const char *const ARGV_BAD[] = {"echo", U, NULL};
+static const char *const ARGV_NULL_FIRST[] = {NULL, "true", NULL};
+static const uint8_t BYTES[] = {1, 2, 3};
 
 static void reset_outputs(void) {
     out_s = SENTINEL;
@@ -36,12 +50,18 @@ static void reset_outputs(void) {
     out_u64 = 77;
     out_u16 = 77;
     out_b = true;
+    out_u32 = 77;
+    out_i64 = 77;
+    out_r = (qm_exec_result *)SENTINEL;
+    memset(out_buf, 0xee, sizeof out_buf);
 }
 
 static int outputs_untouched(void) {
     return out_s == SENTINEL && out_m == (qm_machine *)SENTINEL &&
            out_l == (qm_listener *)SENTINEL && out_bytes.data == (uint8_t *)SENTINEL &&
-           out_bytes.len == 77 && out_i == 77 && out_u64 == 77 && out_u16 == 77 && out_b;
+           out_bytes.len == 77 && out_i == 77 && out_u64 == 77 && out_u16 == 77 && out_b &&
+           out_u32 == 77 && out_i64 == 77 && out_r == (qm_exec_result *)SENTINEL &&
+           out_buf[0] == 0xee && out_buf[1] == 0xee && out_buf[2] == 0xee && out_buf[3] == 0xee;
 }
 
 /* X(id, function, expected text in the message, call) */
@@ -256,7 +276,172 @@ static int outputs_untouched(void) {
       qm_command_receive(m, UINT64_MAX, 0, &out_s, err))                                       \
     X(c169, qm_qmp_greeting, "`m` is NULL", qm_qmp_greeting(NULL, &out_s, err))                \
     X(c170, qm_command, "noncharacter", qm_command(m, "q", "{\"s\": \"\xef\xb7\x90\"}", 1, &out_s, err))\
-    X(c171, qm_qmp_cmd, "1024 levels", qm_qmp_cmd(m, "q", deep_args, 1, &out_s, err))
+    X(c171, qm_qmp_cmd, "1024 levels", qm_qmp_cmd(m, "q", deep_args, 1, &out_s, err))         \
+    X(c172, qm_command_send, "`args_json` is not valid UTF-8",                                 \
+      qm_command_send(m, "q", U, &out_u64, err))                                               \
+    X(c173, qm_command_receive, "`timeout_ms`", qm_command_receive(m, 1, HUGE_MS, &out_s, err)) \
+    X(c174, qm_listener_wait, "`timeout_ms`", qm_listener_wait(L, HUGE_MS, &out_s, err))       \
+    X(c175, qm_listener_new, "`filters_json` must be a JSON array",                            \
+      qm_listener_new(m, "{}", &out_l, err))                                                   \
+    /* The guest agent (the machine has no agent: arguments come first). */                   \
+    X(c200, qm_set_agent, "`m` is NULL", qm_set_agent(NULL, NULL, err))                        \
+    X(c201, qm_set_agent, "`device_type` is not valid UTF-8", qm_set_agent(m, U, err))         \
+    X(c202, qm_set_agent, "device type must not be empty", qm_set_agent(m, "", err))           \
+    X(c203, qm_agent_wait_ready, "`m` is NULL", qm_agent_wait_ready(NULL, 1, err))             \
+    X(c204, qm_agent_wait_ready, "`timeout_ms`", qm_agent_wait_ready(m, -2, err))              \
+    X(c205, qm_agent_wait_ready, "`timeout_ms`", qm_agent_wait_ready(m, HUGE_MS, err))         \
+    X(c206, qm_agent_cmd, "`m` is NULL", qm_agent_cmd(NULL, "guest-ping", NULL, 1, &out_s, err))\
+    X(c207, qm_agent_cmd, "`cmd` is NULL", qm_agent_cmd(m, NULL, NULL, 1, &out_s, err))        \
+    X(c208, qm_agent_cmd, "`cmd` must not be empty", qm_agent_cmd(m, "", NULL, 1, &out_s, err))\
+    X(c209, qm_agent_cmd, "`cmd` is not valid UTF-8", qm_agent_cmd(m, U, NULL, 1, &out_s, err))\
+    X(c210, qm_agent_cmd, "`args_json` is not valid UTF-8",                                    \
+      qm_agent_cmd(m, "guest-ping", U, 1, &out_s, err))                                        \
+    X(c211, qm_agent_cmd, "`args_json` is not valid JSON",                                     \
+      qm_agent_cmd(m, "guest-ping", "{", 1, &out_s, err))                                      \
+    X(c212, qm_agent_cmd, "`args_json` must be a JSON object",                                 \
+      qm_agent_cmd(m, "guest-ping", "[]", 1, &out_s, err))                                     \
+    X(c213, qm_agent_cmd, "`timeout_ms`", qm_agent_cmd(m, "guest-ping", NULL, -2, &out_s, err))\
+    X(c214, qm_agent_exec, "`m` is NULL",                                                      \
+      qm_agent_exec(NULL, ARGV_OK, NULL, 0, 1, &out_r, err))                                   \
+    X(c215, qm_agent_exec, "`argv` is NULL", qm_agent_exec(m, NULL, NULL, 0, 1, &out_r, err))  \
+    X(c216, qm_agent_exec, "`argv` is empty", qm_agent_exec(m, ARGV_NONE, NULL, 0, 1, &out_r, err))\
+    X(c217, qm_agent_exec, "`argv` is empty",                                                  \
+      qm_agent_exec(m, ARGV_NULL_FIRST, NULL, 0, 1, &out_r, err))                              \
+    X(c218, qm_agent_exec, "`argv[1]` is not valid UTF-8",                                     \
+      qm_agent_exec(m, ARGV_BAD, NULL, 0, 1, &out_r, err))                                     \
+    X(c219, qm_agent_exec, "`input` is NULL", qm_agent_exec(m, ARGV_OK, NULL, 3, 1, &out_r, err))\
+    X(c220, qm_agent_exec, "`timeout_ms`",                                                     \
+      qm_agent_exec(m, ARGV_OK, BYTES, 3, -2, &out_r, err))                                    \
+    X(c221, qm_agent_exec, "`timeout_ms`",                                                     \
+      qm_agent_exec(m, ARGV_OK, NULL, 0, HUGE_MS, &out_r, err))                                \
+    X(c222, qm_agent_file_read, "`m` is NULL",                                                 \
+      qm_agent_file_read(NULL, "/etc/hostname", 1, &out_bytes, err))                           \
+    X(c223, qm_agent_file_read, "`guest_path` is NULL",                                        \
+      qm_agent_file_read(m, NULL, 1, &out_bytes, err))                                         \
+    X(c224, qm_agent_file_read, "`guest_path` must not be empty",                              \
+      qm_agent_file_read(m, "", 1, &out_bytes, err))                                           \
+    X(c225, qm_agent_file_read, "`guest_path` is not valid UTF-8",                             \
+      qm_agent_file_read(m, U, 1, &out_bytes, err))                                            \
+    X(c226, qm_agent_file_read, "`timeout_ms`",                                                \
+      qm_agent_file_read(m, "/etc/hostname", -2, &out_bytes, err))                             \
+    X(c227, qm_agent_file_write, "`m` is NULL",                                                \
+      qm_agent_file_write(NULL, "/tmp/x", BYTES, 3, 1, err))                                   \
+    X(c228, qm_agent_file_write, "`guest_path` is NULL",                                       \
+      qm_agent_file_write(m, NULL, BYTES, 3, 1, err))                                          \
+    X(c229, qm_agent_file_write, "`guest_path` must not be empty",                             \
+      qm_agent_file_write(m, "", BYTES, 3, 1, err))                                            \
+    X(c230, qm_agent_file_write, "`guest_path` is not valid UTF-8",                            \
+      qm_agent_file_write(m, U, BYTES, 3, 1, err))                                             \
+    X(c231, qm_agent_file_write, "`data` is NULL",                                             \
+      qm_agent_file_write(m, "/tmp/x", NULL, 3, 1, err))                                       \
+    X(c232, qm_agent_file_write, "`timeout_ms`",                                               \
+      qm_agent_file_write(m, "/tmp/x", BYTES, 3, HUGE_MS, err))                                \
+    /* qtest (the machine runs under qtest: checked before sending). */                       \
+    X(c240, qm_set_qtest, "`m` is NULL", qm_set_qtest(NULL, err))                              \
+    X(c241, qm_set_qtest_timeout, "`m` is NULL", qm_set_qtest_timeout(NULL, 1, err))           \
+    X(c242, qm_set_qtest_timeout, "`timeout_ms`", qm_set_qtest_timeout(m, -2, err))            \
+    X(c243, qm_set_qtest_timeout, "`timeout_ms`", qm_set_qtest_timeout(m, HUGE_MS, err))       \
+    X(c244, qm_qtest_raw, "`m` is NULL", qm_qtest_raw(NULL, "endianness", &out_s, err))        \
+    X(c245, qm_qtest_raw, "`line` is NULL", qm_qtest_raw(m, NULL, &out_s, err))                \
+    X(c246, qm_qtest_raw, "`line` is not valid UTF-8", qm_qtest_raw(m, U, &out_s, err))        \
+    X(c247, qm_qtest_raw, "single spaces", qm_qtest_raw(m, "", &out_s, err))                   \
+    X(c248, qm_qtest_raw, "single spaces", qm_qtest_raw(m, "readb  0", &out_s, err))           \
+    X(c249, qm_qtest_raw, "single spaces", qm_qtest_raw(m, " readb 0", &out_s, err))           \
+    X(c250, qm_qtest_raw, "newlines", qm_qtest_raw(m, "readb 0\n", &out_s, err))               \
+    X(c251, qm_qtest_raw, "newlines", qm_qtest_raw(m, "readb\t0", &out_s, err))                \
+    X(c252, qm_qtest_read, "`m` is NULL", qm_qtest_read(NULL, 0, 1, &out_u64, err))            \
+    X(c253, qm_qtest_read, "size must be one of [1, 2, 4, 8] bytes, got 3",                    \
+      qm_qtest_read(m, 0, 3, &out_u64, err))                                                   \
+    X(c254, qm_qtest_read, "got 16", qm_qtest_read(m, 0, 16, &out_u64, err))                   \
+    X(c255, qm_qtest_read, "got 0", qm_qtest_read(m, 0, 0, &out_u64, err))                     \
+    X(c256, qm_qtest_write, "`m` is NULL", qm_qtest_write(NULL, 0, 1, 0, err))                 \
+    X(c257, qm_qtest_write, "got 3", qm_qtest_write(m, 0, 3, 0, err))                          \
+    X(c258, qm_qtest_write, "got 16", qm_qtest_write(m, 0, 16, 0, err))                        \
+    X(c259, qm_qtest_write, "value 0x100 does not fit in 1", qm_qtest_write(m, 0, 1, 0x100, err))\
+    X(c260, qm_qtest_write, "does not fit in 2", qm_qtest_write(m, 0, 2, 0x10000, err))        \
+    X(c261, qm_qtest_write, "does not fit in 4", qm_qtest_write(m, 0, 4, 0x100000000ULL, err)) \
+    X(c262, qm_qtest_in, "`m` is NULL", qm_qtest_in(NULL, 0x70, 1, &out_u32, err))             \
+    X(c263, qm_qtest_in, "size must be one of [1, 2, 4] bytes, got 8",                         \
+      qm_qtest_in(m, 0x70, 8, &out_u32, err))                                                  \
+    X(c264, qm_qtest_in, "got 3", qm_qtest_in(m, 0x70, 3, &out_u32, err))                      \
+    X(c265, qm_qtest_out, "`m` is NULL", qm_qtest_out(NULL, 0x70, 1, 0, err))                  \
+    X(c266, qm_qtest_out, "got 8", qm_qtest_out(m, 0x70, 8, 0, err))                           \
+    X(c267, qm_qtest_out, "value 0x1ff does not fit in 1", qm_qtest_out(m, 0x70, 1, 0x1ff, err))\
+    X(c268, qm_qtest_out, "does not fit in 2", qm_qtest_out(m, 0x70, 2, 0x10000, err))         \
+    X(c269, qm_qtest_memread, "`m` is NULL", qm_qtest_memread(NULL, 0, out_buf, 4, err))       \
+    X(c270, qm_qtest_memread, "`buf` is NULL", qm_qtest_memread(m, 0, NULL, 4, err))           \
+    X(c271, qm_qtest_memread, "past the end of the address space",                             \
+      qm_qtest_memread(m, UINT64_MAX - 1, out_buf, 4, err))                                    \
+    X(c272, qm_qtest_memwrite, "`m` is NULL", qm_qtest_memwrite(NULL, 0, BYTES, 3, err))       \
+    X(c273, qm_qtest_memwrite, "`buf` is NULL", qm_qtest_memwrite(m, 0, NULL, 3, err))         \
+    X(c274, qm_qtest_memwrite, "past the end of the address space",                            \
+      qm_qtest_memwrite(m, UINT64_MAX, BYTES, 2, err))                                         \
+    X(c275, qm_qtest_memset, "`m` is NULL", qm_qtest_memset(NULL, 0, 0, 4, err))               \
+    X(c276, qm_qtest_memset, "past the end of the address space",                              \
+      qm_qtest_memset(m, UINT64_MAX, 0, 2, err))                                               \
+    X(c277, qm_qtest_memset, "past the end of the address space",                              \
+      qm_qtest_memset(m, 1, 0, SIZE_MAX, err))                                                 \
+    X(c278, qm_qtest_clock_step, "`m` is NULL", qm_qtest_clock_step(NULL, 1, &out_i64, err))   \
+    X(c279, qm_qtest_clock_set, "`m` is NULL", qm_qtest_clock_set(NULL, 1, &out_i64, err))     \
+    X(c280, qm_qtest_irq_intercept_in, "`m` is NULL", qm_qtest_irq_intercept_in(NULL, "a", err))\
+    X(c281, qm_qtest_irq_intercept_in, "`qom_path` is NULL",                                   \
+      qm_qtest_irq_intercept_in(m, NULL, err))                                                 \
+    X(c282, qm_qtest_irq_intercept_in, "`qom_path` must not be empty",                         \
+      qm_qtest_irq_intercept_in(m, "", err))                                                   \
+    X(c283, qm_qtest_irq_intercept_in, "`qom_path` is not valid UTF-8",                        \
+      qm_qtest_irq_intercept_in(m, U, err))                                                    \
+    X(c284, qm_qtest_irq_intercept_in, "QOM path must be non-empty, without spaces",           \
+      qm_qtest_irq_intercept_in(m, "/machine/a b", err))                                       \
+    X(c285, qm_qtest_irq_intercept_out, "`m` is NULL", qm_qtest_irq_intercept_out(NULL, "a", err))\
+    X(c286, qm_qtest_irq_intercept_out, "`qom_path` is NULL",                                  \
+      qm_qtest_irq_intercept_out(m, NULL, err))                                                \
+    X(c287, qm_qtest_irq_intercept_out, "`qom_path` must not be empty",                        \
+      qm_qtest_irq_intercept_out(m, "", err))                                                  \
+    X(c288, qm_qtest_irq_intercept_out, "`qom_path` is not valid UTF-8",                       \
+      qm_qtest_irq_intercept_out(m, U, err))                                                   \
+    X(c289, qm_qtest_irq_intercept_out, "QOM path must be non-empty, without spaces",          \
+      qm_qtest_irq_intercept_out(m, "a\nb", err))                                              \
+    X(c290, qm_qtest_get_irq, "`m` is NULL", qm_qtest_get_irq(NULL, 0, &out_b, err))           \
+    X(c291, qm_qtest_get_irq, "IRQ line must not be negative", qm_qtest_get_irq(m, -1, &out_b, err))\
+    X(c292, qm_qtest_set_irq_in, "`m` is NULL", qm_qtest_set_irq_in(NULL, "a", "b", 0, 1, err))\
+    X(c293, qm_qtest_set_irq_in, "`qom_path` is NULL", qm_qtest_set_irq_in(m, NULL, "b", 0, 1, err))\
+    X(c294, qm_qtest_set_irq_in, "`qom_path` must not be empty",                               \
+      qm_qtest_set_irq_in(m, "", "b", 0, 1, err))                                              \
+    X(c295, qm_qtest_set_irq_in, "`qom_path` is not valid UTF-8",                              \
+      qm_qtest_set_irq_in(m, U, "b", 0, 1, err))                                               \
+    X(c296, qm_qtest_set_irq_in, "QOM path must be non-empty, without spaces",                 \
+      qm_qtest_set_irq_in(m, "a b", "b", 0, 1, err))                                           \
+    X(c297, qm_qtest_set_irq_in, "`name` is NULL", qm_qtest_set_irq_in(m, "a", NULL, 0, 1, err))\
+    X(c298, qm_qtest_set_irq_in, "`name` must not be empty",                                   \
+      qm_qtest_set_irq_in(m, "a", "", 0, 1, err))                                              \
+    X(c299, qm_qtest_set_irq_in, "`name` is not valid UTF-8",                                  \
+      qm_qtest_set_irq_in(m, "a", U, 0, 1, err))                                               \
+    X(c300, qm_qtest_set_irq_in, "IRQ name must be non-empty, without spaces",                 \
+      qm_qtest_set_irq_in(m, "a", "b c", 0, 1, err))                                           \
+    X(c301, qm_qtest_set_irq_in, "IRQ line must not be negative",                              \
+      qm_qtest_set_irq_in(m, "a", "b", -1, 1, err))                                            \
+    /* Harness calls. */                                                                       \
+    X(c310, qm_save_artifacts, "`m` is NULL", qm_save_artifacts(NULL, "/tmp/a", err))          \
+    X(c311, qm_save_artifacts, "`dir` is NULL", qm_save_artifacts(m, NULL, err))               \
+    X(c312, qm_save_artifacts, "`dir` must not be empty", qm_save_artifacts(m, "", err))       \
+    X(c313, qm_save_artifacts, "`dir` is not valid UTF-8", qm_save_artifacts(m, U, err))       \
+    X(c314, qm_probe, "`binary` is NULL", qm_probe(NULL, "machine", "pc", 1, &out_b, err))     \
+    X(c315, qm_probe, "`binary` must not be empty", qm_probe("", "machine", "pc", 1, &out_b, err))\
+    X(c316, qm_probe, "`binary` is not valid UTF-8", qm_probe(U, "machine", "pc", 1, &out_b, err))\
+    X(c317, qm_probe, "`what` is NULL", qm_probe("qemu", NULL, "pc", 1, &out_b, err))          \
+    X(c318, qm_probe, "`what` is not valid UTF-8", qm_probe("qemu", U, "pc", 1, &out_b, err))  \
+    X(c319, qm_probe, "unknown capability \"machines\"",                                       \
+      qm_probe("qemu", "machines", "pc", 1, &out_b, err))                                      \
+    X(c320, qm_probe, "unknown capability \"\"", qm_probe("qemu", "", "pc", 1, &out_b, err))   \
+    X(c321, qm_probe, "`name` is NULL", qm_probe("qemu", "machine", NULL, 1, &out_b, err))     \
+    X(c322, qm_probe, "`name` is not valid UTF-8", qm_probe("qemu", "machine", U, 1, &out_b, err))\
+    X(c323, qm_probe, "`timeout_ms`", qm_probe("qemu", "machine", "pc", -2, &out_b, err))      \
+    X(c324, qm_probe, "`timeout_ms`", qm_probe("qemu", "machine", "pc", HUGE_MS, &out_b, err)) \
+    /* The library names either machine `m` here, not `src` or `dst`. */                       \
+    X(c325, qm_migrate, "is NULL", qm_migrate(NULL, m, 1000, err))                             \
+    X(c326, qm_migrate, "is NULL", qm_migrate(m, NULL, 1000, err))                             \
+    X(c327, qm_migrate, "`timeout_ms`", qm_migrate(m, m, -2, err))                             \
+    X(c328, qm_migrate, "`timeout_ms`", qm_migrate(m, m, HUGE_MS, err))
 
 static char long_path[300];
 
@@ -322,6 +507,17 @@ static void functions_without_status(void) {
     qm_listener_free(NULL);
     qm_bytes_free(NULL);
     {
+        size_t len = 77;
+        CHECK(qm_exec_result_exit_code(NULL) == -1);
+        CHECK(qm_exec_result_stdout(NULL, &len) == NULL && len == 0);
+        len = 77;
+        CHECK(qm_exec_result_stderr(NULL, &len) == NULL && len == 0);
+        CHECK(qm_exec_result_stdout(NULL, NULL) == NULL);
+        CHECK(qm_exec_result_stderr(NULL, NULL) == NULL);
+        CHECK(!qm_exec_result_truncated(NULL));
+        qm_exec_result_free(NULL);
+    }
+    {
         qm_bytes empty = {NULL, 0};
         qm_bytes_free(&empty);
         CHECK(empty.data == NULL && empty.len == 0);
@@ -330,6 +526,7 @@ static void functions_without_status(void) {
 
 int main(void) {
     qm_machine *m = none_machine();
+    char *reply = NULL;
     size_t i;
     memset(long_path, 'x', sizeof long_path - 1);
     long_path[0] = '/';
@@ -339,12 +536,18 @@ int main(void) {
     for (i = 0; i < 1100; i++) strcat(deep_args, "]");
     strcat(deep_args, "}");
     functions_without_status();
+    /* Under qtest (with TCG: no module needed), so that qtest's own checks
+     * are reached. */
+    OK(qm_set_qtest, m);
     OK(qm_launch, m);
     OK(qm_listener_new, m, NULL, &L);
     run_table(m);
     qm_listener_free(L);
     /* The machine is unharmed. */
     OK(qm_command, m, "query-status", NULL, 5000, NULL);
+    OK(qm_qtest_raw, m, "endianness", &reply);
+    CHECK(strcmp(reply, "OK little") == 0);
+    qm_string_free(reply);
     OK(qm_shutdown, m, 10000);
     qm_machine_free(m);
     printf("bad_input: ok\n");

@@ -1,6 +1,7 @@
 /*
  * qemu-machine demo: boot a real Linux guest under QEMU, talk to it on the
- * serial console and over QMP, then power it off from inside.
+ * serial console, through the QEMU guest agent and over QMP, then power it
+ * off from inside.
  *
  *   make demo            (builds everything, fetches the guest if needed)
  *   demo GUEST_DIR       (GUEST_DIR holds vmlinux and initramfs.cpio.gz)
@@ -37,17 +38,56 @@ static void step(const char *fmt, ...) {
     fflush(stdout);
 }
 
-/* Report a failed call and exit non-zero (QEMU is killed by qm_machine_free). */
-static void check(qm_status status, qm_error *err, const char *what, qm_machine *m) {
+/* Report a failed call and exit non-zero (QEMU is killed by qm_machine_free).
+ * `err` is passed by address: it is read only after the call has set it. */
+static void check(qm_status status, qm_error **err, const char *what, qm_machine *m) {
     if (status == QM_OK) {
         return;
     }
     fprintf(stderr, "\ndemo: %s failed: %s (%s)\n%s\n", what, qm_status_str((int)status),
-            err != NULL && qm_error_qmp_class(err) != NULL ? qm_error_qmp_class(err) : "",
-            err != NULL ? qm_error_message(err) : "");
-    qm_error_free(err);
+            *err != NULL && qm_error_qmp_class(*err) != NULL ? qm_error_qmp_class(*err) : "",
+            *err != NULL ? qm_error_message(*err) : "");
+    qm_error_free(*err);
     qm_machine_free(m);
     exit(1);
+}
+
+/* Print a program's output stream (`len` bytes), each line indented and
+ * labelled with the stream's name. */
+static void show_stream(const char *name, const uint8_t *data, size_t len) {
+    size_t i;
+    int at_line_start = 1;
+    for (i = 0; i < len; i++) {
+        if (at_line_start) {
+            printf("            | %s: ", name);
+        }
+        putchar(data[i]);
+        at_line_start = data[i] == '\n';
+    }
+    if (!at_line_start) {
+        putchar('\n');
+    }
+}
+
+/* Run a program in the guest through the agent and show how it ended:
+ * `agent$ uname -r -> exit 0, "6.1.0-..."` for a one-line answer. */
+static void agent_run(qm_machine *m, const char *const *argv, const char *shown) {
+    qm_exec_result *r = NULL;
+    qm_error *err = NULL;
+    size_t out_len = 0, err_len = 0;
+    const uint8_t *out, *errors;
+    check(qm_agent_exec(m, argv, NULL, 0, 30000, &r, &err), &err, shown, m);
+    out = qm_exec_result_stdout(r, &out_len);
+    errors = qm_exec_result_stderr(r, &err_len);
+    if (err_len == 0 && out_len > 0 && memchr(out, '\n', out_len) == out + out_len - 1) {
+        step("agent$ %s -> exit %d, \"%.*s\"", shown, qm_exec_result_exit_code(r),
+             (int)out_len - 1, (const char *)out);
+    } else {
+        step("agent$ %s -> exit %d", shown, qm_exec_result_exit_code(r));
+        show_stream("stdout", out, out_len);
+        show_stream("stderr", errors, err_len);
+    }
+    qm_exec_result_free(r);
 }
 
 /* Print a command's answer: the lines between the echoed command and the
@@ -87,7 +127,7 @@ static void show_answer(const char *output) {
 
 static void add_arg(qm_machine *m, const char *arg) {
     qm_error *err = NULL;
-    check(qm_add_arg(m, arg, &err), err, "qm_add_arg", m);
+    check(qm_add_arg(m, arg, &err), &err, "qm_add_arg", m);
 }
 
 int main(int argc, char **argv) {
@@ -104,7 +144,7 @@ int main(int argc, char **argv) {
     snprintf(initrd, sizeof initrd, "%s/initramfs.cpio.gz", guest);
     printf("qemu-machine %s demo: %s, guest from %s\n", qm_version(), qemu, guest);
 
-    check(qm_machine_new(qemu, &m, &err), err, "qm_machine_new", m);
+    check(qm_machine_new(qemu, &m, &err), &err, "qm_machine_new", m);
     add_arg(m, "-accel");
     add_arg(m, "tcg");
     add_arg(m, "-m");
@@ -117,60 +157,70 @@ int main(int argc, char **argv) {
     add_arg(m, initrd);
     add_arg(m, "-append");
     add_arg(m, "console=ttyS0 panic=-1");
-    check(qm_set_console(m, NULL, 0, &err), err, "qm_set_console", m);
+    check(qm_set_console(m, NULL, 0, &err), &err, "qm_set_console", m);
+    check(qm_set_agent(m, NULL, &err), &err, "qm_set_agent", m);
 
-    step("launching QEMU (TCG, 256 MiB, serial console on a socketpair)");
-    check(qm_launch(m, &err), err, "qm_launch", m);
+    step("launching QEMU (TCG, 256 MiB, serial console and guest agent on socketpairs)");
+    check(qm_launch(m, &err), &err, "qm_launch", m);
     step("QEMU is up, pid %d; QMP negotiated; booting Linux", qm_pid(m));
 
-    check(qm_console_wait(m, "QM-GUEST-READY", "Kernel panic", 60000, NULL, &err), err,
+    check(qm_console_wait(m, "QM-GUEST-READY", "Kernel panic", 60000, NULL, &err), &err,
           "waiting for the guest", m);
     step("guest init is running");
-    check(qm_console_wait(m, PROMPT, NULL, 30000, NULL, &err), err, "waiting for the shell", m);
+    check(qm_console_wait(m, PROMPT, NULL, 30000, NULL, &err), &err, "waiting for the shell", m);
     step("shell prompt seen");
 
     step("guest$ uname -a");
-    check(qm_console_exec(m, "uname -a", PROMPT, NULL, 30000, &out, &err), err, "uname -a", m);
+    check(qm_console_exec(m, "uname -a", PROMPT, NULL, 30000, &out, &err), &err, "uname -a", m);
     show_answer(out);
     qm_string_free(out);
 
+    check(qm_agent_wait_ready(m, 60000, &err), &err, "waiting for the guest agent", m);
+    step("guest agent answers (virtio-serial port org.qemu.guest_agent.0)");
+    {
+        static const char *const uname_r[] = {"uname", "-r", NULL};
+        static const char *const fails[] = {"sh", "-c", "echo hello; echo oops >&2; exit 3", NULL};
+        agent_run(m, uname_r, "uname -r");
+        agent_run(m, fails, "sh -c 'echo hello; echo oops >&2; exit 3'");
+    }
+
     step("guest$ cat /proc/cpuinfo | head");
-    check(qm_console_exec(m, "cat /proc/cpuinfo | head", PROMPT, NULL, 30000, &out, &err), err,
+    check(qm_console_exec(m, "cat /proc/cpuinfo | head", PROMPT, NULL, 30000, &out, &err), &err,
           "cat /proc/cpuinfo", m);
     show_answer(out);
     qm_string_free(out);
 
-    check(qm_command(m, "query-status", NULL, 5000, &out, &err), err, "query-status", m);
+    check(qm_command(m, "query-status", NULL, 5000, &out, &err), &err, "query-status", m);
     step("QMP query-status -> %s", out);
     qm_string_free(out);
-    check(qm_command(m, "query-cpus-fast", NULL, 5000, &out, &err), err, "query-cpus-fast", m);
+    check(qm_command(m, "query-cpus-fast", NULL, 5000, &out, &err), &err, "query-cpus-fast", m);
     step("QMP query-cpus-fast -> %s", out);
     qm_string_free(out);
 
-    check(qm_command(m, "stop", NULL, 5000, NULL, &err), err, "stop", m);
-    check(qm_event_wait(m, "STOP", NULL, 5000, &out, &err), err, "waiting for STOP", m);
+    check(qm_command(m, "stop", NULL, 5000, NULL, &err), &err, "stop", m);
+    check(qm_event_wait(m, "STOP", NULL, 5000, &out, &err), &err, "waiting for STOP", m);
     step("QMP stop -> event %s", out);
     qm_string_free(out);
-    check(qm_command(m, "query-status", NULL, 5000, &out, &err), err, "query-status", m);
+    check(qm_command(m, "query-status", NULL, 5000, &out, &err), &err, "query-status", m);
     step("QMP query-status -> %s", out);
     qm_string_free(out);
-    check(qm_command(m, "cont", NULL, 5000, NULL, &err), err, "cont", m);
-    check(qm_event_wait(m, "RESUME", NULL, 5000, &out, &err), err, "waiting for RESUME", m);
+    check(qm_command(m, "cont", NULL, 5000, NULL, &err), &err, "cont", m);
+    check(qm_event_wait(m, "RESUME", NULL, 5000, &out, &err), &err, "waiting for RESUME", m);
     step("QMP cont -> event %s", out);
     qm_string_free(out);
     check(qm_console_exec(m, "echo still alive after stop/cont: $((6*7))", "alive after stop/cont: 42",
                           NULL, 30000, NULL, &err),
-          err, "guest check after cont", m);
+          &err, "guest check after cont", m);
     step("the guest answers again after cont");
 
     step("guest$ poweroff -f");
-    check(qm_console_write(m, "poweroff -f\r", strlen("poweroff -f\r"), &err), err, "poweroff", m);
-    check(qm_wait(m, 60000, &err), err, "waiting for QEMU to exit", m);
-    check(qm_event_wait(m, "SHUTDOWN", "{\"data\": {\"guest\": true}}", 0, &out, &err), err,
+    check(qm_console_write(m, "poweroff -f\r", strlen("poweroff -f\r"), &err), &err, "poweroff", m);
+    check(qm_wait(m, 60000, &err), &err, "waiting for QEMU to exit", m);
+    check(qm_event_wait(m, "SHUTDOWN", "{\"data\": {\"guest\": true}}", 0, &out, &err), &err,
           "the guest SHUTDOWN event", m);
     step("QEMU exited; event %s", out);
     qm_string_free(out);
-    check(qm_exit_code(m, &exit_code, &err), err, "qm_exit_code", m);
+    check(qm_exit_code(m, &exit_code, &err), &err, "qm_exit_code", m);
     step("QEMU exit code: %d", exit_code);
 
     qm_machine_free(m);
