@@ -48,7 +48,10 @@ $(RELEASE)/demo: examples/demo.c build
 demo: deps guest qtest-accel build $(RELEASE)/demo
 	$(RELEASE)/demo target/guest
 
-test: deps guest qtest-accel build test-rust test-python test-go
+# The three suites are independent: they run at once, each one's output
+# shown whole when it ends.
+test: deps guest qtest-accel build
+	$(MAKE) --no-print-directory --output-sync=target -j3 test-rust test-python test-go
 
 test-rust:
 	$(CARGO) test

@@ -38,6 +38,7 @@ static const char *const ARGV_OK[] = {"true", NULL};
 static const char *const ARGV_NONE[] = {NULL};
 static const char *const ARGV_BAD[] = {"echo", U, NULL};
 static const char *const ARGV_NULL_FIRST[] = {NULL, "true", NULL};
+static const char *const ARGV_EMPTY_PROGRAM[] = {"", NULL};
 static const uint8_t BYTES[] = {1, 2, 3};
 
 static void reset_outputs(void) {
@@ -310,6 +311,8 @@ static int outputs_untouched(void) {
     X(c218, qm_agent_exec, "`argv[1]` is not valid UTF-8",                                     \
       qm_agent_exec(m, ARGV_BAD, NULL, 0, 1, &out_r, err))                                     \
     X(c219, qm_agent_exec, "`input` is NULL", qm_agent_exec(m, ARGV_OK, NULL, 3, 1, &out_r, err))\
+    X(c219b, qm_agent_exec, "`argv[0]` must not be empty",                                     \
+      qm_agent_exec(m, ARGV_EMPTY_PROGRAM, NULL, 0, 1, &out_r, err))                           \
     X(c220, qm_agent_exec, "`timeout_ms`",                                                     \
       qm_agent_exec(m, ARGV_OK, BYTES, 3, -2, &out_r, err))                                    \
     X(c221, qm_agent_exec, "`timeout_ms`",                                                     \
@@ -437,9 +440,8 @@ static int outputs_untouched(void) {
     X(c322, qm_probe, "`name` is not valid UTF-8", qm_probe("qemu", "machine", U, 1, &out_b, err))\
     X(c323, qm_probe, "`timeout_ms`", qm_probe("qemu", "machine", "pc", -2, &out_b, err))      \
     X(c324, qm_probe, "`timeout_ms`", qm_probe("qemu", "machine", "pc", HUGE_MS, &out_b, err)) \
-    /* The library names either machine `m` here, not `src` or `dst`. */                       \
-    X(c325, qm_migrate, "is NULL", qm_migrate(NULL, m, 1000, err))                             \
-    X(c326, qm_migrate, "is NULL", qm_migrate(m, NULL, 1000, err))                             \
+    X(c325, qm_migrate, "`src` is NULL", qm_migrate(NULL, m, 1000, err))                       \
+    X(c326, qm_migrate, "`dst` is NULL", qm_migrate(m, NULL, 1000, err))                       \
     X(c327, qm_migrate, "`timeout_ms`", qm_migrate(m, m, -2, err))                             \
     X(c328, qm_migrate, "`timeout_ms`", qm_migrate(m, m, HUGE_MS, err))
 

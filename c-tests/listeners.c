@@ -221,7 +221,7 @@ static void only_events_after_creation_and_across_launches(void) {
     OK(qm_listener_new, m, NULL, &early);
     CHECK(qm_listener_fd(early) >= 0);
     CHECK(!readable(qm_listener_fd(early)));
-    EXPECT_MSG(QM_ERR_DISCONNECTED, "not been launched", qm_listener_wait, early, 0, &event);
+    EXPECT_MSG(QM_ERR_STATE, "not been launched", qm_listener_wait, early, 0, &event);
     OK(qm_launch, m);
     OK(qm_command, m, "stop", NULL, 5000, NULL);
     OK(qm_listener_new, m, NULL, &late); /* after STOP */

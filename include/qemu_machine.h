@@ -605,7 +605,8 @@ enum qm_status qm_probe(const char *binary,
  * Statuses: QM_OK; QM_ERR_COMMAND (a side reported `failed` or
  * `cancelled`, or refused a step; the message holds both sides' migration
  * status); QM_ERR_DISCONNECTED (QEMU died on either side: returned at
- * once, with both statuses); QM_ERR_TIMEOUT; QM_ERR_ADD_DEVICE (a monitor
+ * once, with both statuses); QM_ERR_TIMEOUT (the migration was cancelled
+ * with `migrate_cancel` on `src`); QM_ERR_ADD_DEVICE (a monitor
  * that is not a Unix socket); QM_ERR_STATE (not running);
  * QM_ERR_INVALID_ARGUMENT.
  *
@@ -630,7 +631,8 @@ enum qm_status qm_migrate(struct qm_machine *src,
  * outlive `m` (free them in any order).
  *
  * Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`m` or `listener` NULL, bad
- * filters); QM_ERR_IO (no descriptor left for its eventfd).
+ * filters); QM_ERR_ADD_DEVICE (QMP is disabled: no event could come);
+ * QM_ERR_IO (no descriptor left for its eventfd).
  *
  * # Safety
  * The pointer rules of the header's conventions apply.
@@ -648,8 +650,11 @@ enum qm_status qm_listener_new(struct qm_machine *m,
  *
  * Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED (the machine's run
  * has ended, or the machine was freed, and nothing is queued: returned at
- * once; the message holds QEMU's exit status); QM_ERR_STATE (the listener
- * is being freed by another thread: a blocked wait wakes with it);
+ * once; the message holds QEMU's exit status); QM_ERR_STATE (the machine's
+ * first launch has not returned yet, as for qm_event_wait(); or the
+ * listener is being freed by another thread: a blocked wait wakes with
+ * it);
+ * QM_ERR_ADD_DEVICE (the machine was relaunched with QMP disabled);
  * QM_ERR_INVALID_ARGUMENT.
  *
  * # Safety
@@ -1353,11 +1358,15 @@ enum qm_status qm_command_receive(struct qm_machine *m,
 
 /**
  * A descriptor for event loops (poll, epoll, GLib, libuv, asyncio): it is
- * readable when QMP input waits to be routed, when QEMU has exited, and,
- * once the run has ended, for good. When it is readable, call
- * qm_dispatch(). -1 when the machine is not running (or `m` is NULL, or
- * QMP is disabled). Owned by the machine: do not close or read it; it
- * stays open until the next launch or qm_machine_free().
+ * readable when QMP input waits to be routed, when another thread's
+ * blocking call routed input (a reply or event the loop has not seen),
+ * when QEMU has exited, and, once the run has ended, for good. When it is
+ * readable, call
+ * qm_dispatch(). -1 when QEMU is not running (never launched, exited,
+ * killed or shut down), when QMP is disabled, or `m` is NULL. Owned by
+ * the machine: do not close or read it; a descriptor handed out stays
+ * open (and readable once the run has ended) until the next launch or
+ * qm_machine_free().
  *
  * # Safety
  * The pointer rules of the header's conventions apply.

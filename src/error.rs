@@ -46,8 +46,10 @@ pub enum Error {
     #[error("protocol error: {0}")]
     Protocol(String),
 
-    /// QEMU answered a command with `{"error": {"class": ..., "desc": ...}}`.
-    #[error("QMP command '{command}' failed: {class}: {desc}")]
+    /// A command was refused: QMP or the guest agent answered with
+    /// `{"error": {"class": ..., "desc": ...}}`, qtest with `FAIL`/`ERR`, or
+    /// a migration ended `failed`.
+    #[error("'{command}' failed: {class}: {desc}")]
     Command {
         /// The command that failed.
         command: String,

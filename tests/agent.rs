@@ -185,7 +185,11 @@ fn qemu_killed_during_an_agent_call_disconnects_at_once() {
     signal(pid, libc::SIGKILL);
     let err = call.join().unwrap().unwrap_err();
     assert!(matches!(err, Error::Disconnected(_)), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < slack(Duration::from_secs(1)),
+        "{:?}",
+        t.elapsed()
+    );
     let _ = m.shutdown(SHORT);
 }
 

@@ -225,14 +225,14 @@ fn sigkill_during_event_wait_disconnects_promptly() {
     let (result, returned_at) = waiter.join().unwrap();
     let err = result.unwrap_err();
     assert!(matches!(err, Error::Disconnected(_)), "{err}");
-    assert!(returned_at - killed_at < Duration::from_secs(1));
+    assert!(returned_at - killed_at < slack(Duration::from_secs(1)));
     let msg = err.to_string();
     assert!(msg.contains("signal 9"), "{msg}");
     // Later calls fail the same way, and promptly.
     let t = Instant::now();
     let err = m.command("query-status", None, None).unwrap_err();
     assert!(matches!(err, Error::Disconnected(_)), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(t.elapsed() < slack(Duration::from_secs(1)));
     assert!(!m.is_running());
     let err = m.shutdown(SHORT).unwrap_err();
     assert!(matches!(err, Error::AbnormalShutdown(_)), "{err}");
@@ -374,7 +374,7 @@ fn relaunch_after_shutdown_and_configure_rules() {
             m.event_wait(Some("STOP"), None, None),
             Err(Error::Disconnected(_))
         ));
-        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(t.elapsed() < slack(Duration::from_secs(1)));
         assert!(matches!(
             m.command("query-status", None, SHORT),
             Err(Error::State(_))

@@ -99,7 +99,7 @@ fn death_is_seen_without_eof() {
     let err = console.join().unwrap().unwrap_err();
     assert!(matches!(err, Error::Disconnected(_)), "{err}");
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < slack(Duration::from_secs(1)),
         "took {:?}",
         t.elapsed()
     );
@@ -127,7 +127,7 @@ fn kill_interrupts_a_launch_at_any_point() {
         std::thread::sleep(Duration::from_micros(round * 150));
         let t = Instant::now();
         m.kill().unwrap();
-        assert!(t.elapsed() < Duration::from_secs(1), "kill blocked");
+        assert!(t.elapsed() < slack(Duration::from_secs(1)), "kill blocked");
         let err = launcher.join().unwrap().unwrap_err();
         assert!(matches!(err, Error::Launch(_)), "round {round}: {err}");
         assert!(
@@ -182,7 +182,7 @@ fn calls_during_a_launch_honour_their_timeouts() {
     assert!(matches!(err, Error::Timeout(_)), "{err}");
     assert!(err.to_string().contains("still being launched"), "{err}");
     assert!(
-        t.elapsed() < Duration::from_millis(600),
+        t.elapsed() < slack(Duration::from_millis(600)),
         "{:?}",
         t.elapsed()
     );
@@ -195,7 +195,7 @@ fn calls_during_a_launch_honour_their_timeouts() {
     assert!(matches!(err, Error::AbnormalShutdown(_)), "{err}");
     assert!(err.to_string().contains("still being launched"), "{err}");
     assert!(
-        t.elapsed() < Duration::from_millis(1500),
+        t.elapsed() < slack(Duration::from_millis(1500)),
         "{:?}",
         t.elapsed()
     );
@@ -224,7 +224,9 @@ fn getters_never_wait_for_a_shutdown_in_progress() {
         let _ = m.log();
         let _ = m.temp_dir();
         assert!(
-            t.elapsed() < Duration::from_millis(100),
+            // Well below the shutdown's 1500 ms: a getter that waited
+            // for it would fail.
+            t.elapsed() < Duration::from_millis(700),
             "a getter blocked for {:?}",
             t.elapsed()
         );
@@ -251,7 +253,7 @@ fn attach_unix_honours_its_timeout_against_a_full_backlog() {
     let err = Machine::attach_unix(&path, ms(500)).unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err}");
     assert!(
-        t.elapsed() < Duration::from_millis(1500),
+        t.elapsed() < slack(Duration::from_millis(1500)),
         "{:?}",
         t.elapsed()
     );
@@ -289,7 +291,7 @@ fn fifo_logs_without_a_reader_fail_the_launch_at_once() {
         let t = Instant::now();
         let err = m.launch().unwrap_err();
         assert!(err.to_string().contains("FIFO with no reader"), "{err}");
-        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(t.elapsed() < slack(Duration::from_secs(2)));
     }
 }
 
@@ -313,7 +315,7 @@ fn a_stalled_trace_reader_never_stalls_commands() {
     for _ in 0..100 {
         let t = Instant::now();
         let _ = m.qmp("qom-list-types", Some(&args), ms(1000)).unwrap();
-        assert!(t.elapsed() < Duration::from_millis(1000));
+        assert!(t.elapsed() < slack(Duration::from_millis(1000)));
     }
     m.shutdown(SHORT).unwrap();
 }
@@ -444,7 +446,7 @@ fn disconnect_messages_read_only_the_log_tail() {
         assert!(matches!(err, Error::Disconnected(_)), "{err}");
     }
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < slack(Duration::from_secs(1)),
         "10 failing calls took {:?}",
         t.elapsed()
     );

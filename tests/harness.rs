@@ -241,7 +241,11 @@ fn a_source_killed_mid_migration_ends_the_call_at_once() {
     signal(src.pid().unwrap(), libc::SIGKILL);
     let err = call.join().unwrap().unwrap_err();
     assert!(matches!(err, Error::Disconnected(_)), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < slack(Duration::from_secs(1)),
+        "{:?}",
+        t.elapsed()
+    );
     let _ = src.shutdown(SHORT);
     let _ = dst.shutdown(SHORT);
 }

@@ -195,13 +195,17 @@ enum Turn<T> {
 }
 
 /// The descriptor an event loop polls: an epoll set holding the socket,
-/// QEMU's pidfd and an eventfd set when the channel closes, so that it is
-/// readable when input waits, when QEMU has exited, and forever once the
-/// channel is closed. Writable interest is added while output is queued.
+/// QEMU's pidfd, an eventfd set when the channel closes and one set when
+/// a thread other than the loop's routed input, so that it is readable
+/// when input waits, when something arrived that the loop did not route
+/// itself, when QEMU has exited, and forever once the channel is closed.
+/// Writable interest is added while output is queued.
 #[derive(Debug)]
 struct LoopFd {
     epoll: OwnedFd,
     ended: EventFd,
+    /// Set when a blocking call routed input; cleared by dispatch.
+    routed: EventFd,
     socket: RawFd,
 }
 
@@ -311,11 +315,9 @@ impl<P: Protocol> Channel<P> {
         let socket = self.socket().map_err(SendError::Closed)?;
         let id = {
             let mut out = self.output.lock();
-            if let Some(why) = &out.broken {
-                return Err(SendError::Failed(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    why.clone(),
-                )));
+            if let Some(why) = out.broken.clone() {
+                drop(out);
+                return Err(self.write_failed(why));
             }
             {
                 let mut st = self.state.lock();
@@ -364,18 +366,15 @@ impl<P: Protocol> Channel<P> {
                 if matches!(progress, Progress::Done) {
                     return Ok(());
                 }
+                // `Err(why)`: a write failed, the peer is most likely gone.
                 let failure = match (self.closed(), &out.broken) {
-                    (Some(closed), _) => Some(SendError::Closed(closed)),
-                    // Nothing more will be written: the peer is gone.
-                    (None, Some(why)) => Some(SendError::Failed(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        why.clone(),
-                    ))),
-                    (None, None) if deadline.expired() => Some(match progress {
+                    (Some(closed), _) => Some(Ok(SendError::Closed(closed))),
+                    (None, Some(why)) => Some(Err(why.clone())),
+                    (None, None) if deadline.expired() => Some(Ok(match progress {
                         Progress::NotStarted { bytes_ahead } => SendError::NotSent { bytes_ahead },
                         Progress::Partial { sent, total } => SendError::PartlySent { sent, total },
                         Progress::Done => unreachable!("returned above"),
-                    }),
+                    })),
                     (None, None) => None,
                 };
                 if let Some(failure) = failure {
@@ -385,8 +384,10 @@ impl<P: Protocol> Channel<P> {
                             .store(!out.chunks.is_empty(), Ordering::SeqCst);
                         drop(out);
                         withdraw(&mut self.state.lock().proto);
+                    } else {
+                        drop(out);
                     }
-                    return Err(failure);
+                    return Err(failure.unwrap_or_else(|why| self.write_failed(why)));
                 }
                 progress
             };
@@ -404,6 +405,18 @@ impl<P: Protocol> Channel<P> {
                     self.output.lock().broken = Some(e.to_string());
                 }
             }
+        }
+    }
+
+    /// A write failed (`why`): the peer is most likely gone. Read what it
+    /// left, without blocking, so the failure is reported the way the
+    /// reader sees it (EOF, a protocol error) rather than as a bare
+    /// "broken pipe" that races with the peer's close.
+    fn write_failed(&self, why: String) -> SendError {
+        let _ = self.dispatch();
+        match self.closed() {
+            Some(closed) => SendError::Closed(closed),
+            None => SendError::Failed(io::Error::new(io::ErrorKind::BrokenPipe, why)),
         }
     }
 
@@ -475,6 +488,11 @@ impl<P: Protocol> Channel<P> {
     /// queued output the socket takes now. `Err` once the channel is
     /// closed.
     pub(crate) fn dispatch(&self) -> Result<(), Closed> {
+        // Whatever a blocking call routed so far is visible to the loop
+        // once this returns; what it routes later sets the flag again.
+        if let Some(fd) = self.loop_fd.get() {
+            fd.routed.clear();
+        }
         {
             let mut st = self.state.lock();
             if let Some(closed) = &st.closed {
@@ -490,7 +508,7 @@ impl<P: Protocol> Channel<P> {
         const ROUNDS: usize = 64;
         let mut reader = self.reader.lock();
         for _ in 0..ROUNDS {
-            if let Some(reason) = self.route_lines(&mut reader) {
+            if let Some(reason) = self.route_lines(&mut reader, false) {
                 self.close(reason);
                 break;
             }
@@ -498,7 +516,7 @@ impl<P: Protocol> Channel<P> {
                 break;
             }
         }
-        if let Some(reason) = self.route_lines(&mut reader) {
+        if let Some(reason) = self.route_lines(&mut reader, false) {
             self.close(reason);
         }
         drop(reader);
@@ -523,7 +541,7 @@ impl<P: Protocol> Channel<P> {
         // A poll (a deadline already passed) still reads once.
         let mut first = true;
         loop {
-            if let Some(reason) = self.route_lines(&mut reader) {
+            if let Some(reason) = self.route_lines(&mut reader, true) {
                 self.close(reason);
             }
             {
@@ -548,8 +566,10 @@ impl<P: Protocol> Channel<P> {
     }
 
     /// Route every complete line. `Some(reason)` if the peer broke the
-    /// protocol (the caller closes the channel).
-    fn route_lines(&self, reader: &mut LineBuffer) -> Option<Closed> {
+    /// protocol (the caller closes the channel). `wake_loop`: the caller is
+    /// a blocking call, not [`Channel::dispatch`], so an event loop must
+    /// learn that something arrived.
+    fn route_lines(&self, reader: &mut LineBuffer, wake_loop: bool) -> Option<Closed> {
         let trace = self.trace();
         let mut st = self.state.lock();
         let mut routed = false;
@@ -575,6 +595,11 @@ impl<P: Protocol> Channel<P> {
         if routed {
             // Followers may be waiting for what was just routed.
             self.wake.notify_all();
+            if wake_loop {
+                if let Some(fd) = self.loop_fd.get() {
+                    fd.routed.set();
+                }
+            }
         }
         failure
     }
@@ -693,12 +718,15 @@ impl<P: Protocol> Channel<P> {
         let socket = self.socket().ok();
         let epoll_fd = above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
         let ended = EventFd::new()?;
-        epoll::add(
-            &epoll_fd,
-            &ended,
-            epoll::EventData::new_u64(0),
-            epoll::EventFlags::IN,
-        )?;
+        let routed = EventFd::new()?;
+        for (fd, key) in [(&ended, 0), (&routed, 3)] {
+            epoll::add(
+                &epoll_fd,
+                fd,
+                epoll::EventData::new_u64(key),
+                epoll::EventFlags::IN,
+            )?;
+        }
         if let Some(exit) = self.exit.lock().as_ref() {
             epoll::add(
                 &epoll_fd,
@@ -719,6 +747,7 @@ impl<P: Protocol> Channel<P> {
         let fd = LoopFd {
             epoll: epoll_fd,
             ended,
+            routed,
             socket: raw_socket,
         };
         let raw = fd.epoll.as_raw_fd();

@@ -142,10 +142,13 @@ unsafe fn argv_strings<'a>(argv: *const *const c_char) -> Result<Vec<&'a str>> {
         }
         out.push(required_str(p, &format!("argv[{i}]"))?);
     }
-    if out.is_empty() {
-        return Err(Error::invalid("`argv` is empty: it must name a program"));
+    match out.first().copied() {
+        None => Err(Error::invalid("`argv` is empty: it must name a program")),
+        Some("") => Err(Error::invalid(
+            "`argv[0]` must not be empty: it names the program",
+        )),
+        Some(_) => Ok(out),
     }
-    Ok(out)
 }
 
 /// Run a program in the guest through the agent: `argv` is a

@@ -7,7 +7,7 @@ use std::ffi::c_char;
 use super::boundary::status_call;
 use super::error::qm_error;
 use super::input::{non_empty_str, put, required_str, timeout};
-use super::machine::{enter, qm_machine};
+use super::machine::{enter, enter_named, qm_machine};
 use super::status::qm_status;
 use crate::probe::{probe, Capability};
 
@@ -86,7 +86,8 @@ pub unsafe extern "C" fn qm_probe(
 /// Statuses: QM_OK; QM_ERR_COMMAND (a side reported `failed` or
 /// `cancelled`, or refused a step; the message holds both sides' migration
 /// status); QM_ERR_DISCONNECTED (QEMU died on either side: returned at
-/// once, with both statuses); QM_ERR_TIMEOUT; QM_ERR_ADD_DEVICE (a monitor
+/// once, with both statuses); QM_ERR_TIMEOUT (the migration was cancelled
+/// with `migrate_cancel` on `src`); QM_ERR_ADD_DEVICE (a monitor
 /// that is not a Unix socket); QM_ERR_STATE (not running);
 /// QM_ERR_INVALID_ARGUMENT.
 ///
@@ -101,7 +102,7 @@ pub unsafe extern "C" fn qm_migrate(
 ) -> qm_status {
     status_call(err, || {
         let t = timeout(timeout_ms, "timeout_ms")?;
-        let (src, dst) = (enter(src)?, enter(dst)?);
+        let (src, dst) = (enter_named(src, "src")?, enter_named(dst, "dst")?);
         crate::migrate(&src, &dst, t)
     })
 }

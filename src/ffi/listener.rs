@@ -45,7 +45,8 @@ unsafe fn enter_listener<'a>(l: *const qm_listener) -> Result<(&'a Listener, Pas
 /// outlive `m` (free them in any order).
 ///
 /// Statuses: QM_OK; QM_ERR_INVALID_ARGUMENT (`m` or `listener` NULL, bad
-/// filters); QM_ERR_IO (no descriptor left for its eventfd).
+/// filters); QM_ERR_ADD_DEVICE (QMP is disabled: no event could come);
+/// QM_ERR_IO (no descriptor left for its eventfd).
 ///
 /// # Safety
 /// The pointer rules of the header's conventions apply.
@@ -77,8 +78,11 @@ pub unsafe extern "C" fn qm_listener_new(
 ///
 /// Statuses: QM_OK; QM_ERR_TIMEOUT; QM_ERR_DISCONNECTED (the machine's run
 /// has ended, or the machine was freed, and nothing is queued: returned at
-/// once; the message holds QEMU's exit status); QM_ERR_STATE (the listener
-/// is being freed by another thread: a blocked wait wakes with it);
+/// once; the message holds QEMU's exit status); QM_ERR_STATE (the machine's
+/// first launch has not returned yet, as for qm_event_wait(); or the
+/// listener is being freed by another thread: a blocked wait wakes with
+/// it);
+/// QM_ERR_ADD_DEVICE (the machine was relaunched with QMP disabled);
 /// QM_ERR_INVALID_ARGUMENT.
 ///
 /// # Safety

@@ -48,8 +48,18 @@ fn new_handle(machine: Machine) -> *mut qm_machine {
 /// `m` is NULL or a pointer from qm_machine_new() whose qm_machine_free()
 /// has not begun.
 pub(crate) unsafe fn enter<'a>(m: *const qm_machine) -> Result<Entered<'a>> {
+    enter_named(m, "m")
+}
+
+/// [`enter`] for a machine parameter not called `m` (the message names
+/// it).
+///
+/// # Safety
+/// As [`enter`].
+pub(crate) unsafe fn enter_named<'a>(m: *const qm_machine, name: &str) -> Result<Entered<'a>> {
     // SAFETY: NULL or a live handle (this fn's contract).
-    let handle = unsafe { m.as_ref() }.ok_or_else(|| Error::invalid("`m` is NULL"))?;
+    let handle =
+        unsafe { m.as_ref() }.ok_or_else(|| Error::invalid(format!("`{name}` is NULL")))?;
     handle.machine.check_owner()?;
     Ok(Entered {
         machine: &handle.machine,

@@ -334,11 +334,15 @@ pub unsafe extern "C" fn qm_command_receive(
 }
 
 /// A descriptor for event loops (poll, epoll, GLib, libuv, asyncio): it is
-/// readable when QMP input waits to be routed, when QEMU has exited, and,
-/// once the run has ended, for good. When it is readable, call
-/// qm_dispatch(). -1 when the machine is not running (or `m` is NULL, or
-/// QMP is disabled). Owned by the machine: do not close or read it; it
-/// stays open until the next launch or qm_machine_free().
+/// readable when QMP input waits to be routed, when another thread's
+/// blocking call routed input (a reply or event the loop has not seen),
+/// when QEMU has exited, and, once the run has ended, for good. When it is
+/// readable, call
+/// qm_dispatch(). -1 when QEMU is not running (never launched, exited,
+/// killed or shut down), when QMP is disabled, or `m` is NULL. Owned by
+/// the machine: do not close or read it; a descriptor handed out stays
+/// open (and readable once the run has ended) until the next launch or
+/// qm_machine_free().
 ///
 /// # Safety
 /// The pointer rules of the header's conventions apply.

@@ -29,7 +29,7 @@ impl Machine {
         let run = self.core.run(Need::Live)?;
         if run.agent.is_none() {
             return Err(Error::AddDevice(
-                "the machine has no guest agent channel (configure one with agent())".into(),
+                "the machine has no guest agent channel (set one up before the launch: qm_set_agent, Config::agent)".into(),
             ));
         }
         Ok(run)
@@ -137,8 +137,10 @@ impl Machine {
         input: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<ExecResult> {
-        if argv.is_empty() {
-            return Err(Error::invalid("argv must name a program (it is empty)"));
+        match argv.first().copied() {
+            None => return Err(Error::invalid("argv must name a program (it is empty)")),
+            Some("") => return Err(Error::invalid("the program (argv[0]) must not be empty")),
+            Some(_) => {}
         }
         self.with_agent(|_, agent| agent.exec(argv, input, Deadline::after(timeout)))
     }

@@ -49,8 +49,9 @@ impl Listener {
     /// The oldest queued event, waiting up to `timeout` for one.
     /// [`Error::Timeout`] if none came; [`Error::Disconnected`] once the
     /// machine's run has ended (or the machine is gone) and nothing is
-    /// queued; [`Error::State`] if the listener is being dropped (C: freed)
-    /// meanwhile.
+    /// queued; [`Error::State`] before the machine's first launch has
+    /// returned (as [`crate::Machine::event_wait`]), or if the listener is
+    /// being dropped (C: freed) meanwhile.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<Value> {
         let deadline = Deadline::after(timeout);
         if let Some(event) = self.queue.pop() {
@@ -61,10 +62,7 @@ impl Listener {
             .core
             .upgrade()
             .ok_or_else(|| Error::Disconnected("the listener's machine was freed".into()))?;
-        let run = core.run(Need::Any).map_err(|e| match e {
-            Error::State(why) => Error::Disconnected(format!("no events can come: {why}")),
-            other => other,
-        })?;
+        let run = core.run(Need::Any)?;
         let qmp = run.qmp()?;
         match qmp.wait_listener(&self.queue, deadline) {
             Ok(Some(ListenerWake::Event(event))) => Ok(event),

@@ -25,7 +25,8 @@ const STATUS_GRACE: Duration = Duration::from_secs(1);
 /// `completed` (then for `src` to settle in `postmigrate`), all within one
 /// deadline. `failed` or `cancelled` on either side is [`Error::Command`]
 /// with both sides' status; QEMU dying on either side ends the call at
-/// once with [`Error::Disconnected`]. Both monitors must be Unix sockets
+/// once with [`Error::Disconnected`]; at the deadline the migration is
+/// cancelled (`migrate_cancel`) and the error is [`Error::Timeout`]. Both monitors must be Unix sockets
 /// (the default socketpair is).
 pub fn migrate(src: &Machine, dst: &Machine, timeout: Option<Duration>) -> Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -79,10 +80,19 @@ pub fn migrate(src: &Machine, dst: &Machine, timeout: Option<Duration>) -> Resul
             });
         }
         if deadline.expired() {
+            let statuses = both_statuses(src, dst, &statuses);
+            // Leave no migration running behind the caller's back.
+            let cancelled = src
+                .command("migrate_cancel", None, Some(STATUS_GRACE))
+                .is_ok();
             return Err(Error::Timeout(format!(
-                "the migration did not complete {}; {}",
+                "the migration did not complete {}; {statuses}; {}",
                 deadline.describe(),
-                both_statuses(src, dst, &statuses)
+                if cancelled {
+                    "it was cancelled"
+                } else {
+                    "it could not be cancelled (migrate_cancel failed)"
+                }
             )));
         }
         wait_for_input(src, dst, deadline).map_err(|e| match e {

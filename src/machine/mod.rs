@@ -436,18 +436,35 @@ impl Machine {
         if let Some(filters) = &filters {
             EventFilter::check_list(filters)?;
         }
-        self.core.check_owner()?;
+        let qmp_off = match self.core.phase()? {
+            Phase::Running(run) | Phase::Ending(run) | Phase::Ended(run) | Phase::Attached(run) => {
+                run.qmp.is_none() && !run.is_attached()
+            }
+            Phase::Idle | Phase::Launching(_) => !self.core.config()?.qmp_enabled,
+        };
+        if qmp_off {
+            return Err(Error::AddDevice(
+                "QMP is disabled for this machine: no events can come (see qmp(false))".into(),
+            ));
+        }
         Listener::new(&self.core, filters)
     }
 
     /// A descriptor for event loops: readable when QMP input waits to be
-    /// routed, when QEMU has exited, and (for good) once the run has ended.
-    /// Poll it, then call [`Machine::dispatch`]. `None` when not running.
-    /// It stays open until the next launch or until the machine is dropped.
+    /// routed, when another thread's blocking call routed input (a reply
+    /// or event the loop has not seen), when QEMU has exited, and (for
+    /// good) once the run has ended.
+    /// Poll it, then call [`Machine::dispatch`]. `None` when QEMU is not
+    /// running (also once it has died); a descriptor handed out earlier
+    /// stays open, and readable, until the next launch or until the machine
+    /// is dropped.
     pub fn poll_fd(&self) -> Result<Option<RawFd>> {
         let Ok(run) = self.core.run(Need::Live) else {
             return Ok(None);
         };
+        if !run.is_alive() {
+            return Ok(None);
+        }
         match &run.qmp {
             Some(qmp) => qmp.loop_fd().map(Some),
             None => Ok(None),
@@ -645,7 +662,7 @@ impl Machine {
         let run = self.core.run(need)?;
         if run.console.is_none() {
             return Err(Error::AddDevice(
-                "the machine has no console (configure one with console())".into(),
+                "the machine has no console (set one up before the launch: qm_set_console, Config::console)".into(),
             ));
         }
         Ok(run)

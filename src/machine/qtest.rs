@@ -15,7 +15,7 @@ impl Machine {
         let run: Arc<Run> = self.core.run(Need::Live)?;
         let Some(qtest) = &run.qtest else {
             return Err(Error::AddDevice(
-                "the machine does not run under qtest (configure it with qtest())".into(),
+                "the machine does not run under qtest (set that up before the launch: qm_set_qtest, Config::qtest)".into(),
             ));
         };
         let deadline = Deadline::after(self.core.config()?.qtest_timeout);

@@ -219,14 +219,15 @@ impl QmpConnection {
         }
     }
 
-    /// The reply to `ticket`. On timeout the ticket is kept or abandoned as
-    /// `on_timeout` says; every other outcome consumes it.
+    /// The reply to `ticket` (`what` names it in messages). On timeout the
+    /// ticket is kept or abandoned as `on_timeout` says; every other
+    /// outcome consumes it.
     pub(crate) fn receive(
         &self,
         ticket: u64,
         deadline: Deadline,
         on_timeout: OnTimeout,
-        cmd: &str,
+        what: &str,
     ) -> Result<Reply> {
         if !self.channel.lock().proto.replies.is_outstanding(ticket) {
             return Err(Error::invalid(format!(
@@ -238,7 +239,7 @@ impl QmpConnection {
         match self.channel.wait_reply(ticket, deadline, abandon) {
             Ok(Some(reply)) => Ok(reply),
             Ok(None) => Err(Error::Timeout(format!(
-                "no reply to '{cmd}' {}",
+                "no reply to {what} {}",
                 deadline.describe()
             ))),
             Err(closed) => Err(closed.error("QMP")),
@@ -266,7 +267,7 @@ impl QmpConnection {
         deadline: Deadline,
     ) -> Result<Reply> {
         let ticket = self.send(cmd, args, fd, Some(deadline))?;
-        self.receive(ticket, deadline, OnTimeout::Abandon, cmd)
+        self.receive(ticket, deadline, OnTimeout::Abandon, &format!("'{cmd}'"))
     }
 
     /// Remove and return the first queued or future event accepted by

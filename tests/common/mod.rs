@@ -32,6 +32,23 @@ pub fn ms(n: u64) -> Option<Duration> {
     Some(Duration::from_millis(n))
 }
 
+/// Scheduling slack for "returned promptly" bounds. The machines running
+/// the tests are shared and run suites side by side, so a liveness check
+/// allows its budget plus this; a hang still fails it by far.
+pub const SLACK: Duration = Duration::from_millis(1500);
+
+/// `budget` plus [`SLACK`].
+#[allow(dead_code)]
+pub fn slack(budget: Duration) -> Duration {
+    budget + SLACK
+}
+
+/// `budget_ms` plus [`SLACK`], in milliseconds.
+#[allow(dead_code)]
+pub fn slack_ms(budget_ms: u128) -> u128 {
+    budget_ms + SLACK.as_millis()
+}
+
 /// Children of this process, by scanning /proc.
 pub fn child_pids() -> Vec<i32> {
     let me = std::process::id() as i32;
