@@ -93,6 +93,8 @@ func TestBadInput(t *testing.T) {
 	qmError(t, m.ConsoleWrite(nil), qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	_, err = m.ConsoleRead()
 	qmError(t, err, qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
+	_, err = m.ConsoleReadBytes()
+	qmError(t, err, qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	if n, err := m.ConsoleDropped(); err != nil || n != 0 {
 		t.Fatalf("ConsoleDropped = %d, %v", n, err)
 	}

@@ -251,6 +251,20 @@ func (m *Machine) SendFD(fd int, name string) error {
 	})
 }
 
+// Greeting returns the greeting QEMU sent when the QMP connection opened,
+// {"QMP": {"version": {...}, "capabilities": [...]}}, of the current or
+// last run. ErrState if the machine never launched, or the launch failed
+// before the greeting.
+func (m *Machine) Greeting() (json.RawMessage, error) {
+	text, err := m.stringResult(func(c *C.qm_machine, out **C.char, e **C.qm_error) C.enum_qm_status {
+		return C.qm_qmp_greeting(c, out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(text), nil
+}
+
 // EventMatch reports whether event matches match by the rules of
 // EventWait. Both are marshalled with encoding/json (a json.RawMessage is
 // used as is); it needs no machine.
