@@ -53,13 +53,19 @@ func takeString(s *C.char) string {
 	return C.GoString(s)
 }
 
+// goBytes copies n bytes of C memory into Go (never nil).
+func goBytes(p *C.uint8_t, n C.size_t) []byte {
+	out := make([]byte, int(n))
+	if p != nil && n > 0 {
+		copy(out, unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
+	}
+	return out
+}
+
 // takeBytes copies library bytes into Go (never nil) and frees them.
 func takeBytes(b *C.qm_bytes) []byte {
 	defer C.qm_bytes_free(b)
-	if b.data == nil || b.len == 0 {
-		return []byte{}
-	}
-	return C.GoBytes(unsafe.Pointer(b.data), C.int(b.len))
+	return goBytes(b.data, b.len)
 }
 
 // bytesArg is what C gets for data: NULL for none, else the first byte.
