@@ -27,10 +27,16 @@ type Machine struct {
 	closing  bool          // Close has begun: no new calls
 	idle     chan struct{} // closed by the last release while closing
 	closed   chan struct{} // closed when Close has freed c
+
+	// done is closed when Close begins: the goroutines of Listen stop
+	// sending, and Close waits for them (listeners). The goroutines hold
+	// these two, not the Machine, which the finalizer may then free.
+	done      chan struct{}
+	listeners *sync.WaitGroup
 }
 
 func newMachine(c *C.qm_machine) *Machine {
-	m := &Machine{c: c}
+	m := &Machine{c: c, done: make(chan struct{}), listeners: new(sync.WaitGroup)}
 	runtime.SetFinalizer(m, (*Machine).Close)
 	return m
 }
@@ -172,6 +178,7 @@ func (m *Machine) Close() error {
 	}
 	m.closing = true
 	m.closed = make(chan struct{})
+	close(m.done)
 	c := m.c
 	idle := make(chan struct{})
 	if m.inflight == 0 {
@@ -199,6 +206,10 @@ func (m *Machine) Close() error {
 		}
 	}
 	C.qm_machine_free(c)
+	// The listeners' goroutines stop at once when they send (done is
+	// closed) and within a slice when they wait: their waits end as the
+	// run ends with the free.
+	m.listeners.Wait()
 
 	m.mu.Lock()
 	m.c = nil

@@ -162,6 +162,19 @@ func (m *Machine) EventsWait(ctx context.Context, filters []EventFilter) (json.R
 	if len(filters) == 0 {
 		return nil, invalid(nil, "`filters` is empty: no event could match")
 	}
+	cfilters, err := filtersJSON(filters)
+	if err != nil {
+		return nil, err
+	}
+	defer freeC(cfilters)
+	return m.eventResult(ctx, func(c *C.qm_machine, ms C.int64_t, out **C.char, e **C.qm_error) C.enum_qm_status {
+		return C.qm_events_wait(c, cfilters, ms, out, e)
+	})
+}
+
+// filtersJSON gives filters as the C API takes them, a JSON array of
+// [name, match] pairs, in C memory (the caller frees it with freeC).
+func filtersJSON(filters []EventFilter) (*C.char, error) {
 	pairs := make([][2]any, len(filters))
 	for i, f := range filters {
 		if f.Name != "" {
@@ -184,14 +197,7 @@ func (m *Machine) EventsWait(ctx context.Context, filters []EventFilter) (json.R
 	if err != nil {
 		return nil, invalid(err, "`filters` cannot be marshalled to JSON: %v", err)
 	}
-	cfilters, err := cString("filters", string(text))
-	if err != nil {
-		return nil, err
-	}
-	defer freeC(cfilters)
-	return m.eventResult(ctx, func(c *C.qm_machine, ms C.int64_t, out **C.char, e **C.qm_error) C.enum_qm_status {
-		return C.qm_events_wait(c, cfilters, ms, out, e)
-	})
+	return cString("filters", string(text))
 }
 
 // EventGet removes and returns the oldest event, waiting for one until
