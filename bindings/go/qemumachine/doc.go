@@ -60,16 +60,31 @@
 // deadline passed before or during the call.
 //
 // Cancelling a context does interrupt the waits: EventWait, EventsWait,
-// EventGet, ConsoleWait and Wait call C in slices of at most 100 ms and
-// check the context between slices. This relies only on documented
-// guarantees of the C API (a wait that times out consumes no event, leaves
-// the console read cursor where it was and leaves QEMU running), so a
-// sliced wait behaves exactly like a single one, except that it returns
-// ctx.Err() within about 100 ms of the cancellation. The other blocking
-// calls (Command, QMP, ConsoleExec, ConsoleWrite, Launch, Shutdown,
-// SendFD, AttachUnix, AttachTCP) are single C calls: cancelling their
-// context cannot interrupt them once they are blocked in C; only the
-// deadline (or, for Launch and Shutdown, their own timeout) bounds them.
+// EventGet, ConsoleWait, Wait, Agent.WaitReady and the goroutine of
+// Listen call C in slices of at most 100 ms and check the context between
+// slices. This relies only on documented guarantees of the C API (a wait
+// that times out consumes no event, leaves the console read cursor where
+// it was and leaves QEMU running), so a sliced wait behaves exactly like a
+// single one, except that it returns ctx.Err() within about 100 ms of the
+// cancellation.
+//
+// Command and QMP use the C API's split calls: qm_command_send, then
+// qm_command_receive in slices (a receive that times out keeps the
+// ticket). A cancelled context ends the wait within 100 ms; the command
+// itself is not cancelled (QEMU may still run it), and its late reply is
+// dropped: the ticket is abandoned, and the next Command or QMP call on
+// the machine receives the replies of abandoned tickets without waiting
+// and discards them (a relaunch forgets them). No goroutine is left
+// waiting for a reply.
+//
+// The other blocking calls (ConsoleExec, ConsoleWrite, Launch, Shutdown,
+// SendFD, AttachUnix, AttachTCP, Migrate, and the agent's Command, Exec,
+// ReadFile and WriteFile) are single C calls: cancelling their context
+// cannot interrupt them once they are blocked in C; only the deadline
+// (or, for Launch and Shutdown, their own timeout) bounds them. Their
+// timeouts have effects a slice could not undo (an agent command or a
+// program left running, a migration under way). qtest calls are bounded
+// by the qtest timeout (SetQtestTimeout) and take no context.
 //
 // # Concurrency and Close
 //
@@ -89,10 +104,12 @@
 // launched, Close kills it first (as qm_machine_free would), which ends
 // every blocked call (even a graceful Shutdown in progress elsewhere);
 // sliced waits also notice the close between slices, which is how they
-// end on an attached machine, whose QEMU is not ours to kill. The one
-// call Close cannot wake is a single C call (Command, QMP, SendFD) on an
-// attached machine whose QEMU does not answer: Close then waits until that
-// call's deadline. Close is idempotent. A finalizer frees a Machine that
+// end on an attached machine, whose QEMU is not ours to kill (Command and
+// QMP too, since they wait in slices). The calls Close cannot wake are
+// single C calls on an attached machine whose QEMU does not answer:
+// SendFD (Close then waits until it gives up, 30 s) and Migrate (until
+// its deadline). Listen channels are
+// closed by the time Close returns. Close is idempotent. A finalizer frees a Machine that
 // was never closed, but Close (typically deferred) is the normal path,
 // since only Close stops QEMU at a predictable time.
 package qemumachine

@@ -33,6 +33,12 @@ type Machine struct {
 	// these two, not the Machine, which the finalizer may then free.
 	done      chan struct{}
 	listeners *sync.WaitGroup
+
+	// abandoned holds the tickets of commands whose caller gave up (a
+	// cancelled context, a deadline); their late replies are received
+	// and dropped by the next command (see qmp.go).
+	abandonedMu sync.Mutex
+	abandoned   []C.uint64_t
 }
 
 func newMachine(c *C.qm_machine) *Machine {
