@@ -13,6 +13,46 @@
 //	status, err := m.Command(ctx, "query-status", nil) // {"running": true, ...}
 //	err = m.Shutdown(10 * time.Second)
 //
+// # Events on a channel
+//
+// Listen delivers events on a Go channel, each as an Event (Name, Data,
+// Timestamp and the whole JSON), until ctx ends, the machine is closed or
+// the run ends (examples/listen):
+//
+//	events, err := m.Listen(ctx, qemumachine.EventFilter{Name: "STOP"})
+//	for ev := range events { fmt.Println(ev.Name, string(ev.Data)) }
+//
+// # Guest agent and qtest
+//
+// SetAgent adds a guest agent channel (virtio-serial, or e.g. an extra
+// "isa-serial" port); Agent gives WaitReady, Command, Exec (a program's
+// exit code and output as bytes), ReadFile and WriteFile
+// (examples/agent):
+//
+//	m.SetAgent("")
+//	r, err := m.Agent().Exec(ctx, []string{"uname", "-r"}, nil) // r.ExitCode, r.Stdout
+//
+// SetQtest runs QEMU under qtest; Qtest gives libqtest's calls: Readb...
+// Readq and Writeb... Writeq for guest memory, Inb/Inw/Inl and
+// Outb/Outw/Outl for I/O ports, MemRead, MemWrite, MemSet, ClockStep,
+// ClockStepNext, ClockSet, IRQInterceptIn/Out, GetIRQ, SetIRQIn and Raw
+// (examples/qtest). "-accel qtest" needs QEMU's qtest accelerator module,
+// which Debian deletes: scripts/build-qtest-accel.sh builds it and prints
+// its directory, for SetEnv("QEMU_MODULE_DIR", dir).
+//
+// # Tests
+//
+// Package qemumachinetest (examples/qemumachinetest) makes machines for
+// Go tests: qemumachinetest.New(t, binary, options...) launches one that
+// is shut down and freed when the test ends, and whose artifacts are
+// saved and logged when the test fails (SaveArtifacts: QEMU's log, the
+// console, the events, the command line, how QEMU ended); SkipUnless and
+// its variants skip tests that need what a binary lacks (Probe).
+//
+// Also: SetEnv and UnsetEnv (QEMU's environment), Greeting (QMP's),
+// ConsoleReadBytes (byte-exact console output), Migrate (live migration
+// between two machines in one call).
+//
 // # Building
 //
 // The package compiles against the C header of the repository
