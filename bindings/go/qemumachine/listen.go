@@ -60,7 +60,7 @@ const listenBuffer = 16
 // The channel is closed when ctx is done, when the machine is closed (by
 // the time Close returns), or when the run has ended (QEMU exited, Shutdown,
 // Kill) and every event of it has been delivered. The machine must be
-// running: ErrState otherwise.
+// running (ErrState otherwise) with QMP (ErrAddDevice otherwise).
 //
 // One goroutine per call serves the channel. It waits on a library
 // listener (qm_listener_new) in C calls of at most 100 ms: the waits read
@@ -94,7 +94,24 @@ func (m *Machine) Listen(ctx context.Context, filters ...EventFilter) (<-chan Ev
 	if err := takeError(C.qm_listener_new(c, cfilters, &l, &e), e); err != nil {
 		return nil, err
 	}
+	// A first poll, so that a listener that can never get an event (QMP
+	// disabled) is an error here rather than a closed channel.
+	var out *C.char
+	var first *Event
+	switch st := C.qm_listener_wait(l, 0, &out, &e); st {
+	case C.QM_OK:
+		ev := parseEvent(takeString(out))
+		first = &ev
+	case C.QM_ERR_TIMEOUT:
+		C.qm_error_free(e)
+	default:
+		C.qm_listener_free(l)
+		return nil, takeError(st, e)
+	}
 	ch := make(chan Event, listenBuffer)
+	if first != nil {
+		ch <- *first
+	}
 	// Added while the call is registered: Close, which waits for the
 	// registered calls first, then sees it.
 	m.listeners.Add(1)

@@ -190,8 +190,8 @@ func TestListenEndsWithoutLeaks(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
 	cancel()
-	closedWithin(t, ch, time.Second)
-	if elapsed := time.Since(start); elapsed > 300*time.Millisecond {
+	closedWithin(t, ch, 2*time.Second)
+	if elapsed := time.Since(start); elapsed > time.Second {
 		t.Fatalf("closed %v after the cancellation", elapsed)
 	}
 
@@ -203,8 +203,8 @@ func TestListenEndsWithoutLeaks(t *testing.T) {
 		t.Fatalf("Listen: %v", err)
 	}
 	start = time.Now()
-	closedWithin(t, ch, time.Second)
-	if elapsed := time.Since(start); elapsed < 140*time.Millisecond || elapsed > 500*time.Millisecond {
+	closedWithin(t, ch, 2*time.Second)
+	if elapsed := time.Since(start); elapsed < 140*time.Millisecond || elapsed > 1500*time.Millisecond {
 		t.Fatalf("a 150 ms deadline closed the channel after %v", elapsed)
 	}
 
@@ -222,7 +222,7 @@ func TestListenEndsWithoutLeaks(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the goroutine fills the channel and blocks
 	scancel()
-	closedWithin(t, stuck, time.Second)
+	closedWithin(t, stuck, 2*time.Second)
 
 	// Close with one channel read and one not: both are closed by the
 	// time Close returns.
@@ -284,7 +284,7 @@ func TestListenAttachedClose(t *testing.T) {
 	}
 	start := time.Now()
 	m.Close()
-	if elapsed := time.Since(start); elapsed > time.Second {
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
 		t.Fatalf("Close took %v", elapsed)
 	}
 	closedWithin(t, ch, 0)
@@ -316,6 +316,15 @@ func TestListenBadInput(t *testing.T) {
 	defer ecancel()
 	_, err = m.Listen(expired)
 	qmError(t, err, qemumachine.StatusTimeout, qemumachine.ErrTimeout)
+	// Without QMP no event can come.
+	noQMP := noneMachine(t)
+	for _, err := range []error{noQMP.SetQMPEnabled(false), noQMP.AddMonitorNull(), noQMP.Launch()} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = noQMP.Listen(ctx)
+	qmError(t, err, qemumachine.StatusAddDevice, qemumachine.ErrAddDevice)
 	// A nil match and an empty name are wildcards.
 	ch, err := m.Listen(ctx, qemumachine.EventFilter{Match: json.RawMessage("null")})
 	if err != nil {
