@@ -9,7 +9,12 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -52,10 +57,30 @@ func (m *Machine) Agent() *Agent { return &Agent{m: m} }
 // handshake, retried, since the agent starts late in the guest's boot),
 // or ctx is done. Its timeout error says that no agent answered.
 func (a *Agent) WaitReady(ctx context.Context) error {
-	return a.m.sliced(ctx, func(c *C.qm_machine, ms C.int64_t, e **C.qm_error) C.enum_qm_status {
-		return C.qm_agent_wait_ready(c, ms, e)
+	start := time.Now()
+	attempts := 0
+	err := a.m.sliced(ctx, func(c *C.qm_machine, ms C.int64_t, e **C.qm_error) C.enum_qm_status {
+		st := C.qm_agent_wait_ready(c, ms, e)
+		if st == C.QM_ERR_TIMEOUT && *e != nil {
+			if m := syncAttempts.FindStringSubmatch(C.GoString(C.qm_error_message(*e))); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				attempts += n
+			}
+		}
+		return st
 	})
+	// Each slice's message counts its own attempts: give the whole wait's.
+	var qerr *Error
+	if errors.As(err, &qerr) && qerr.Status == StatusTimeout {
+		qerr.Message = syncAttempts.ReplaceAllLiteralString(qerr.Message,
+			fmt.Sprintf("(%d sync attempt(s) over %d ms)", attempts, time.Since(start).Milliseconds()))
+	}
+	return err
 }
+
+// syncAttempts is how the library's timeout message of a wait for the
+// agent counts its handshakes.
+var syncAttempts = regexp.MustCompile(`\((\d+) sync attempt\(s\) over \d+ ms\)`)
 
 // Command runs guest agent command name with arguments args (marshalled
 // as Machine.Command does: nil for none, else it must give a JSON object)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -250,6 +252,18 @@ func TestAgentNotAnswering(t *testing.T) {
 	err = a.WaitReady(timeout(t, 700*time.Millisecond))
 	qerr := qmError(t, err, qemumachine.StatusTimeout, qemumachine.ErrTimeout)
 	contains(t, "the timeout message", qerr.Message, "no guest agent answered")
+	// The message counts the attempts of the whole wait, not of its last
+	// slice.
+	counts := regexp.MustCompile(`\((\d+) sync attempt\(s\) over (\d+) ms\)`).FindStringSubmatch(qerr.Message)
+	if counts == nil {
+		t.Fatalf("the timeout message counts no attempts: %s", qerr.Message)
+	}
+	if attempts, _ := strconv.Atoi(counts[1]); attempts < 2 {
+		t.Fatalf("the timeout message counts %d attempts: %s", attempts, qerr.Message)
+	}
+	if ms, _ := strconv.Atoi(counts[2]); ms < 650 {
+		t.Fatalf("the timeout message counts %d ms: %s", ms, qerr.Message)
+	}
 	withinBudget(t, qerr.Message, 700*time.Millisecond)
 	if elapsed := time.Since(start); elapsed < 700*time.Millisecond || elapsed > 2*time.Second {
 		t.Fatalf("a 700 ms WaitReady took %v", elapsed)
