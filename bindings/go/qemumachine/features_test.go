@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,12 +198,15 @@ func TestProbe(t *testing.T) {
 	qmError(t, err, qemumachine.StatusLaunch, qemumachine.ErrLaunch)
 }
 
-func TestMigrate(t *testing.T) {
-	t.Parallel()
+// migrationPair is a launched source and a destination waiting for an
+// incoming migration, with mem of RAM; the source sends at most bandwidth
+// bytes per second (0: QEMU's default).
+func migrationPair(t *testing.T, mem string, bandwidth int) (*qemumachine.Machine, *qemumachine.Machine) {
+	t.Helper()
 	src := noneMachine(t)
 	dst := noneMachine(t)
 	for _, m := range []*qemumachine.Machine{src, dst} {
-		if err := m.AddArgs("-m", "32"); err != nil {
+		if err := m.AddArgs("-m", mem); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -214,10 +218,19 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("Launch: %v", err)
 		}
 	}
-	ctx := timeout(t, 30*time.Second)
-	if _, err := src.Command(ctx, "human-monitor-command", map[string]string{"command-line": "info status"}); err != nil {
-		t.Fatal(err)
+	if bandwidth > 0 {
+		_, err := src.Command(timeout(t, 10*time.Second), "migrate-set-parameters", map[string]int{"max-bandwidth": bandwidth})
+		if err != nil {
+			t.Fatalf("migrate-set-parameters: %v", err)
+		}
 	}
+	return src, dst
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	src, dst := migrationPair(t, "32", 0)
+	ctx := timeout(t, 30*time.Second)
 	start := time.Now()
 	if err := qemumachine.Migrate(ctx, src, dst); err != nil {
 		t.Fatalf("Migrate: %v", err)
@@ -247,4 +260,34 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("Migrate into a closed machine: %v", err)
 	}
 	qmError(t, qemumachine.Migrate(ctx, nil, src), qemumachine.StatusInvalidArgument, qemumachine.ErrInvalidArgument)
+}
+
+// A migration that cannot complete in time, and one whose destination
+// dies (512 MiB at 1 MiB/s: seconds).
+func TestMigrateFailures(t *testing.T) {
+	t.Parallel()
+	src, dst := migrationPair(t, "512", 1<<20)
+	start := time.Now()
+	err := qemumachine.Migrate(timeout(t, 400*time.Millisecond), src, dst)
+	qerr := qmError(t, err, qemumachine.StatusTimeout, qemumachine.ErrTimeout)
+	contains(t, "the timeout message", qerr.Message, "source: active")
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Fatalf("a 400 ms migration took %v", elapsed)
+	}
+	// A timeout leaves the migration running.
+	ctx := timeout(t, 10*time.Second)
+	if _, err := src.Command(ctx, "migrate_cancel", nil); err != nil {
+		t.Fatalf("migrate_cancel: %v", err)
+	}
+
+	src, dst = migrationPair(t, "512", 1<<20)
+	pid := dst.Pid()
+	time.AfterFunc(200*time.Millisecond, func() { syscall.Kill(pid, syscall.SIGKILL) })
+	start = time.Now()
+	err = qemumachine.Migrate(timeout(t, 30*time.Second), src, dst)
+	qerr = qmError(t, err, qemumachine.StatusDisconnected, qemumachine.ErrDisconnected)
+	contains(t, "the message", qerr.Message, "destination: QEMU killed by signal 9")
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Fatalf("the migration noticed the dead destination after %v", elapsed)
+	}
 }

@@ -59,8 +59,9 @@ func Probe(binary, what, name string, timeout time.Duration) (bool, error) {
 // report the migration completed (and src has settled in postmigrate),
 // within ctx's deadline. ErrCommand if a side failed or refused (the
 // message holds both sides' migration status); ErrDisconnected at once if
-// QEMU died on either side; ErrAddDevice for a monitor that is not a Unix
-// socket. It is a single C call: cancelling ctx cannot interrupt it, only
+// QEMU died on either side; ErrTimeout leaves the migration running
+// (migrate_cancel on src stops it); ErrAddDevice for a monitor that is not
+// a Unix socket. It is a single C call: cancelling ctx cannot interrupt it, only
 // the deadline bounds it.
 func Migrate(ctx context.Context, src, dst *Machine) error {
 	if src == nil || dst == nil {
