@@ -60,7 +60,10 @@ const listenBuffer = 16
 // The channel is closed when ctx is done, when the machine is closed (by
 // the time Close returns), or when the run has ended (QEMU exited, Shutdown,
 // Kill) and every event of it has been delivered. The machine must be
-// running (ErrState otherwise) with QMP (ErrAddDevice otherwise).
+// running (ErrState otherwise) with QMP (ErrAddDevice otherwise). (The
+// library's listener outlives runs: a relaunch within the 100 ms before
+// the goroutine sees the end of the run carries the channel into the new
+// run.)
 //
 // One goroutine per call serves the channel. It waits on a library
 // listener (qm_listener_new) in C calls of at most 100 ms: the waits read
