@@ -53,6 +53,39 @@ func takeString(s *C.char) string {
 	return C.GoString(s)
 }
 
+// goBytes copies n bytes of C memory into Go (never nil).
+func goBytes(p *C.uint8_t, n C.size_t) []byte {
+	out := make([]byte, int(n))
+	if p != nil && n > 0 {
+		copy(out, unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
+	}
+	return out
+}
+
+// takeBytes copies library bytes into Go (never nil) and frees them.
+func takeBytes(b *C.qm_bytes) []byte {
+	defer C.qm_bytes_free(b)
+	return goBytes(b.data, b.len)
+}
+
+// bytesArg is what C gets for data: NULL for none, else the first byte.
+// The bytes hold no Go pointers, so they may be passed for a call.
+func bytesArg(data []byte) *C.uint8_t {
+	if len(data) == 0 {
+		return nil
+	}
+	return (*C.uint8_t)(unsafe.Pointer(&data[0]))
+}
+
+// timeoutArg converts a configured timeout: negative waits forever (-1),
+// else it is rounded up to whole milliseconds and capped.
+func timeoutArg(d time.Duration) C.int64_t {
+	if d < 0 {
+		return C.QM_TIMEOUT_FOREVER
+	}
+	return millis(d)
+}
+
 // maxTimeout is QM_TIMEOUT_MAX_MS as a Duration.
 const maxTimeout = time.Duration(int64(1)<<31-1) * time.Millisecond
 

@@ -124,6 +124,20 @@ func (m *Machine) ConsoleRead() (string, error) {
 	})
 }
 
+// ConsoleReadBytes is ConsoleRead, byte-exact: the console output after
+// the read cursor (NUL bytes and invalid UTF-8 included) without waiting,
+// possibly none; the cursor moves to the end.
+func (m *Machine) ConsoleReadBytes() ([]byte, error) {
+	var out C.qm_bytes
+	err := m.do(func(c *C.qm_machine, e **C.qm_error) C.enum_qm_status {
+		return C.qm_console_read_bytes(c, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return takeBytes(&out), nil
+}
+
 // ConsoleDropped returns how many console bytes this run dropped because
 // more than 64 MiB of output was waiting to be read.
 func (m *Machine) ConsoleDropped() (uint64, error) {

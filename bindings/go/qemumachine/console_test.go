@@ -1,6 +1,7 @@
 package qemumachine_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -83,6 +84,26 @@ func TestConsoleGuest(t *testing.T) {
 	}
 	if out, err := m.ConsoleRead(); err != nil || strings.Contains(out, "w-9") {
 		t.Fatalf("ConsoleRead = %q, %v", out, err)
+	}
+
+	// Byte-exact reads: a NUL and an invalid UTF-8 byte from the guest
+	// (written as octal escapes, so the echo of the command lacks them).
+	if err := m.ConsoleWrite([]byte(`printf '\102<\000\377>\105\n'` + "\r")); err != nil {
+		t.Fatalf("ConsoleWrite: %v", err)
+	}
+	// The cursor moves past what is read: read up to the next prompt.
+	var raw []byte
+	want := []byte("B<\x00\xff>E\r\n" + prompt)
+	for deadline := time.Now().Add(10 * time.Second); !bytes.Contains(raw, want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("ConsoleReadBytes never gave the bytes: %q", raw)
+		}
+		chunk, err := m.ConsoleReadBytes()
+		if err != nil || chunk == nil {
+			t.Fatalf("ConsoleReadBytes = %q, %v", chunk, err)
+		}
+		raw = append(raw, chunk...)
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	// QMP works next to the console.

@@ -13,6 +13,46 @@
 //	status, err := m.Command(ctx, "query-status", nil) // {"running": true, ...}
 //	err = m.Shutdown(10 * time.Second)
 //
+// # Events on a channel
+//
+// Listen delivers events on a Go channel, each as an Event (Name, Data,
+// Timestamp and the whole JSON), until ctx ends, the machine is closed or
+// the run ends (examples/listen):
+//
+//	events, err := m.Listen(ctx, qemumachine.EventFilter{Name: "STOP"})
+//	for ev := range events { fmt.Println(ev.Name, string(ev.Data)) }
+//
+// # Guest agent and qtest
+//
+// SetAgent adds a guest agent channel (virtio-serial, or e.g. an extra
+// "isa-serial" port); Agent gives WaitReady, Command, Exec (a program's
+// exit code and output as bytes), ReadFile and WriteFile
+// (examples/agent):
+//
+//	m.SetAgent("")
+//	r, err := m.Agent().Exec(ctx, []string{"uname", "-r"}, nil) // r.ExitCode, r.Stdout
+//
+// SetQtest runs QEMU under qtest; Qtest gives libqtest's calls: Readb...
+// Readq and Writeb... Writeq for guest memory, Inb/Inw/Inl and
+// Outb/Outw/Outl for I/O ports, MemRead, MemWrite, MemSet, ClockStep,
+// ClockStepNext, ClockSet, IRQInterceptIn/Out, GetIRQ, SetIRQIn and Raw
+// (examples/qtest). "-accel qtest" needs QEMU's qtest accelerator module,
+// which Debian deletes: scripts/build-qtest-accel.sh builds it and prints
+// its directory, for SetEnv("QEMU_MODULE_DIR", dir).
+//
+// # Tests
+//
+// Package qemumachinetest (examples/qemumachinetest) makes machines for
+// Go tests: qemumachinetest.New(t, binary, options...) launches one that
+// is shut down and freed when the test ends, and whose artifacts are
+// saved and logged when the test fails (SaveArtifacts: QEMU's log, the
+// console, the events, the command line, how QEMU ended); SkipUnless and
+// its variants skip tests that need what a binary lacks (Probe).
+//
+// Also: SetEnv and UnsetEnv (QEMU's environment), Greeting (QMP's),
+// ConsoleReadBytes (byte-exact console output), Migrate (live migration
+// between two machines in one call).
+//
 // # Building
 //
 // The package compiles against the C header of the repository
@@ -60,16 +100,31 @@
 // deadline passed before or during the call.
 //
 // Cancelling a context does interrupt the waits: EventWait, EventsWait,
-// EventGet, ConsoleWait and Wait call C in slices of at most 100 ms and
-// check the context between slices. This relies only on documented
-// guarantees of the C API (a wait that times out consumes no event, leaves
-// the console read cursor where it was and leaves QEMU running), so a
-// sliced wait behaves exactly like a single one, except that it returns
-// ctx.Err() within about 100 ms of the cancellation. The other blocking
-// calls (Command, QMP, ConsoleExec, ConsoleWrite, Launch, Shutdown,
-// SendFD, AttachUnix, AttachTCP) are single C calls: cancelling their
-// context cannot interrupt them once they are blocked in C; only the
-// deadline (or, for Launch and Shutdown, their own timeout) bounds them.
+// EventGet, ConsoleWait, Wait, Agent.WaitReady and the goroutine of
+// Listen call C in slices of at most 100 ms and check the context between
+// slices. This relies only on documented guarantees of the C API (a wait
+// that times out consumes no event, leaves the console read cursor where
+// it was and leaves QEMU running), so a sliced wait behaves exactly like a
+// single one, except that it returns ctx.Err() within about 100 ms of the
+// cancellation.
+//
+// Command and QMP use the C API's split calls: qm_command_send, then
+// qm_command_receive in slices (a receive that times out keeps the
+// ticket). A cancelled context ends the wait within 100 ms; the command
+// itself is not cancelled (QEMU may still run it), and its late reply is
+// dropped: the ticket is abandoned, and the next Command or QMP call on
+// the machine receives the replies of abandoned tickets without waiting
+// and discards them (a relaunch forgets them). No goroutine is left
+// waiting for a reply.
+//
+// The other blocking calls (ConsoleExec, ConsoleWrite, Launch, Shutdown,
+// SendFD, AttachUnix, AttachTCP, Migrate, and the agent's Command, Exec,
+// ReadFile and WriteFile) are single C calls: cancelling their context
+// cannot interrupt them once they are blocked in C; only the deadline
+// (or, for Launch and Shutdown, their own timeout) bounds them. Their
+// timeouts have effects a slice could not undo (an agent command or a
+// program left running, a migration under way). qtest calls are bounded
+// by the qtest timeout (SetQtestTimeout) and take no context.
 //
 // # Concurrency and Close
 //
@@ -89,10 +144,12 @@
 // launched, Close kills it first (as qm_machine_free would), which ends
 // every blocked call (even a graceful Shutdown in progress elsewhere);
 // sliced waits also notice the close between slices, which is how they
-// end on an attached machine, whose QEMU is not ours to kill. The one
-// call Close cannot wake is a single C call (Command, QMP, SendFD) on an
-// attached machine whose QEMU does not answer: Close then waits until that
-// call's deadline. Close is idempotent. A finalizer frees a Machine that
+// end on an attached machine, whose QEMU is not ours to kill (Command and
+// QMP too, since they wait in slices). The calls Close cannot wake are
+// single C calls on an attached machine whose QEMU does not answer:
+// SendFD (Close then waits until it gives up, 30 s) and Migrate (until
+// its deadline). Listen channels are
+// closed by the time Close returns. Close is idempotent. A finalizer frees a Machine that
 // was never closed, but Close (typically deferred) is the normal path,
 // since only Close stops QEMU at a predictable time.
 package qemumachine

@@ -27,10 +27,22 @@ type Machine struct {
 	closing  bool          // Close has begun: no new calls
 	idle     chan struct{} // closed by the last release while closing
 	closed   chan struct{} // closed when Close has freed c
+
+	// done is closed when Close begins: the goroutines of Listen stop
+	// sending, and Close waits for them (listeners). The goroutines hold
+	// these two, not the Machine, which the finalizer may then free.
+	done      chan struct{}
+	listeners *sync.WaitGroup
+
+	// abandoned holds the tickets of commands whose caller gave up (a
+	// cancelled context, a deadline); their late replies are received
+	// and dropped by the next command (see qmp.go).
+	abandonedMu sync.Mutex
+	abandoned   []C.uint64_t
 }
 
 func newMachine(c *C.qm_machine) *Machine {
-	m := &Machine{c: c}
+	m := &Machine{c: c, done: make(chan struct{}), listeners: new(sync.WaitGroup)}
 	runtime.SetFinalizer(m, (*Machine).Close)
 	return m
 }
@@ -172,6 +184,7 @@ func (m *Machine) Close() error {
 	}
 	m.closing = true
 	m.closed = make(chan struct{})
+	close(m.done)
 	c := m.c
 	idle := make(chan struct{})
 	if m.inflight == 0 {
@@ -199,6 +212,10 @@ func (m *Machine) Close() error {
 		}
 	}
 	C.qm_machine_free(c)
+	// The listeners' goroutines stop at once when they send (done is
+	// closed) and within a slice when they wait: their waits end as the
+	// run ends with the free.
+	m.listeners.Wait()
 
 	m.mu.Lock()
 	m.c = nil
@@ -244,6 +261,29 @@ func (m *Machine) addEach(args []string, f func(c *C.qm_machine, s *C.char, e **
 func (m *Machine) SetName(name string) error {
 	return m.doString("name", name, func(c *C.qm_machine, s *C.char, e **C.qm_error) C.enum_qm_status {
 		return C.qm_set_name(c, s, e)
+	})
+}
+
+// SetEnv sets environment variable name to value for QEMU only, replacing
+// an earlier setting of name. QEMU otherwise inherits this process's
+// environment as it is at Launch (e.g. QEMU_MODULE_DIR for modules built
+// elsewhere).
+func (m *Machine) SetEnv(name, value string) error {
+	cv, err := cString("value", value)
+	if err != nil {
+		return err
+	}
+	defer freeC(cv)
+	return m.doString("name", name, func(c *C.qm_machine, s *C.char, e **C.qm_error) C.enum_qm_status {
+		return C.qm_set_env(c, s, cv, e)
+	})
+}
+
+// UnsetEnv removes environment variable name from QEMU's environment
+// (replacing an earlier SetEnv of name).
+func (m *Machine) UnsetEnv(name string) error {
+	return m.doString("name", name, func(c *C.qm_machine, s *C.char, e **C.qm_error) C.enum_qm_status {
+		return C.qm_set_env(c, s, nil, e)
 	})
 }
 
@@ -303,10 +343,7 @@ func (m *Machine) SetMonitorTCP(host string, port int) error {
 // durations are rounded up to whole milliseconds and capped at
 // QM_TIMEOUT_MAX_MS.
 func (m *Machine) SetLaunchTimeout(d time.Duration) error {
-	ms := C.int64_t(C.QM_TIMEOUT_FOREVER)
-	if d >= 0 {
-		ms = millis(d)
-	}
+	ms := timeoutArg(d)
 	return m.do(func(c *C.qm_machine, e **C.qm_error) C.enum_qm_status {
 		return C.qm_set_launch_timeout(c, ms, e)
 	})
@@ -368,10 +405,7 @@ func (m *Machine) Launch() error {
 // with status 0 without being killed, ErrAbnormalShutdown otherwise. The
 // exit status, log and queued events stay readable. Not launched: no-op.
 func (m *Machine) Shutdown(timeout time.Duration) error {
-	ms := C.int64_t(C.QM_TIMEOUT_FOREVER)
-	if timeout >= 0 {
-		ms = millis(timeout)
-	}
+	ms := timeoutArg(timeout)
 	return m.do(func(c *C.qm_machine, e **C.qm_error) C.enum_qm_status {
 		return C.qm_shutdown(c, ms, e)
 	})
@@ -472,6 +506,19 @@ func (m *Machine) CommandLine() ([]string, error) {
 		return nil, &Error{Status: StatusProtocol, Message: "qm_command_line returned invalid JSON: " + err.Error(), cause: err}
 	}
 	return argv, nil
+}
+
+// SaveArtifacts writes what a failed test's reader needs into directory
+// dir (created with mode 0700 if missing): qemu.log, console.log (with a
+// console), qmp-trace.log (when traced to a regular file), events.jsonl
+// (every event of the run so far), command-line.txt and status.txt. It is
+// safe at any moment (running, after a shutdown, after a failed launch),
+// never waits for QEMU, and overwrites the files of an earlier call.
+// ErrState if the machine was never launched.
+func (m *Machine) SaveArtifacts(dir string) error {
+	return m.doString("dir", dir, func(c *C.qm_machine, s *C.char, e **C.qm_error) C.enum_qm_status {
+		return C.qm_save_artifacts(c, s, e)
+	})
 }
 
 // MonitorPort returns the TCP port of a TCP monitor (SetMonitorTCP) once

@@ -36,6 +36,13 @@ func (m *Machine) sliced(ctx context.Context, f func(c *C.qm_machine, ms C.int64
 		return err
 	}
 	defer m.release()
+	return m.slicedOn(ctx, c, f, nil)
+}
+
+// slicedOn is sliced on a machine the caller has acquired. giveUp, if not
+// nil, runs when the wait ends without an answer from f: a cancelled
+// context, a passed deadline, a close.
+func (m *Machine) slicedOn(ctx context.Context, c *C.qm_machine, f func(c *C.qm_machine, ms C.int64_t, e **C.qm_error) C.enum_qm_status, giveUp func()) error {
 	deadline, hasDeadline := ctx.Deadline()
 	start := time.Now()
 	for {
@@ -63,9 +70,15 @@ func (m *Machine) sliced(ctx context.Context, f func(c *C.qm_machine, ms C.int64
 				done = true
 				return total
 			})
+			if giveUp != nil {
+				giveUp()
+			}
 			return err
 		}
 		if err := ctx.Err(); err != nil && err != context.DeadlineExceeded {
+			if giveUp != nil {
+				giveUp()
+			}
 			return err // cancelled; a passed deadline gets its final poll
 		}
 		if m.isClosing() {
@@ -80,8 +93,11 @@ func (m *Machine) sliced(ctx context.Context, f func(c *C.qm_machine, ms C.int64
 // sends no arguments. Anything else is rejected before calling C with an
 // ErrInvalidArgument error. If QEMU answers with an error the result is an
 // *Error with StatusCommand (errors.Is(err, ErrCommand)) whose QMPClass
-// and QMPDesc hold QEMU's class and description. ctx's deadline bounds
-// the wait for the reply; cancelling ctx cannot interrupt it.
+// and QMPDesc hold QEMU's class and description.
+//
+// ctx's deadline bounds the wait for the reply, and cancelling ctx ends
+// the wait within 100 ms (ctx.Err()). Neither cancels the command itself:
+// QEMU may still run it, and its late reply is dropped.
 func (m *Machine) Command(ctx context.Context, name string, args any) (json.RawMessage, error) {
 	return m.qmp(ctx, name, args, false)
 }
@@ -93,6 +109,10 @@ func (m *Machine) QMP(ctx context.Context, name string, args any) (json.RawMessa
 	return m.qmp(ctx, name, args, true)
 }
 
+// qmp runs a command through the split API: qm_command_send, then
+// qm_command_receive in slices (a timeout keeps the ticket), so that a
+// cancelled context ends the wait. A ticket whose caller gave up is
+// abandoned: the next command receives and drops its late reply.
 func (m *Machine) qmp(ctx context.Context, name string, args any, whole bool) (json.RawMessage, error) {
 	cname, err := cString("cmd", name)
 	if err != nil {
@@ -104,21 +124,98 @@ func (m *Machine) qmp(ctx context.Context, name string, args any, whole bool) (j
 		return nil, err
 	}
 	defer freeC(cargs)
-	ms, err := timeoutOf(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, contextDone(err)
+	}
+	c, err := m.acquire()
 	if err != nil {
+		return nil, err
+	}
+	defer m.release()
+	m.dropAbandoned(c)
+	var ticket C.uint64_t
+	var e *C.qm_error
+	if err := takeError(C.qm_command_send(c, cname, cargs, &ticket, &e), e); err != nil {
 		return nil, err
 	}
 	var out *C.char
-	err = m.do(func(c *C.qm_machine, e **C.qm_error) C.enum_qm_status {
-		if whole {
-			return C.qm_qmp_cmd(c, cname, cargs, ms, &out, e)
-		}
-		return C.qm_command(c, cname, cargs, ms, &out, e)
-	})
+	err = m.slicedOn(ctx, c, func(c *C.qm_machine, ms C.int64_t, e **C.qm_error) C.enum_qm_status {
+		return C.qm_command_receive(c, ticket, ms, &out, e)
+	}, func() { m.abandon(ticket) })
 	if err != nil {
+		var qerr *Error
+		if errors.As(err, &qerr) && qerr.Status == StatusTimeout {
+			// The library does not know the command's name here.
+			qerr.Message = strings.Replace(qerr.Message, "'the command'", "'"+name+"'", 1)
+		}
 		return nil, err
 	}
-	return json.RawMessage(takeString(out)), nil
+	reply := json.RawMessage(takeString(out))
+	if whole {
+		return reply, nil
+	}
+	return returned(name, reply)
+}
+
+// returned is the "return" member of a whole QMP reply, or its "error"
+// member as an *Error with StatusCommand (with the message qm_command
+// gives).
+func returned(name string, reply json.RawMessage) (json.RawMessage, error) {
+	var r struct {
+		Return json.RawMessage `json:"return"`
+		Error  *struct {
+			Class string `json:"class"`
+			Desc  string `json:"desc"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(reply, &r); err != nil {
+		return nil, &Error{Status: StatusProtocol, Message: "a QMP reply is not a JSON object: " + err.Error(), cause: err}
+	}
+	if r.Error != nil {
+		return nil, &Error{
+			Status:   StatusCommand,
+			Message:  fmt.Sprintf("QMP command '%s' failed: %s: %s", name, r.Error.Class, r.Error.Desc),
+			QMPClass: r.Error.Class,
+			QMPDesc:  r.Error.Desc,
+		}
+	}
+	if r.Return == nil {
+		return nil, &Error{Status: StatusProtocol, Message: "a QMP reply has neither return nor error: " + abbreviate(reply)}
+	}
+	return r.Return, nil
+}
+
+// abandon keeps the ticket of a command whose caller gave up, so that its
+// late reply, which the library keeps until it is received, is dropped.
+func (m *Machine) abandon(ticket C.uint64_t) {
+	m.abandonedMu.Lock()
+	m.abandoned = append(m.abandoned, ticket)
+	m.abandonedMu.Unlock()
+}
+
+// dropAbandoned receives, without waiting, the replies to abandoned
+// tickets and drops them. A ticket still unanswered stays abandoned; any
+// other outcome (a reply, the run's end, a ticket of an earlier run)
+// consumes it.
+func (m *Machine) dropAbandoned(c *C.qm_machine) {
+	m.abandonedMu.Lock()
+	tickets := m.abandoned
+	m.abandoned = nil
+	m.abandonedMu.Unlock()
+	if len(tickets) == 0 {
+		return
+	}
+	var pending []C.uint64_t
+	for _, ticket := range tickets {
+		if C.qm_command_receive(c, ticket, 0, nil, nil) == C.QM_ERR_TIMEOUT {
+			pending = append(pending, ticket)
+		}
+	}
+	if len(pending) > 0 {
+		m.abandonedMu.Lock()
+		m.abandoned = append(m.abandoned, pending...)
+		m.abandonedMu.Unlock()
+	}
 }
 
 // EventFilter selects events for EventsWait: Name "" matches any name;
@@ -162,6 +259,19 @@ func (m *Machine) EventsWait(ctx context.Context, filters []EventFilter) (json.R
 	if len(filters) == 0 {
 		return nil, invalid(nil, "`filters` is empty: no event could match")
 	}
+	cfilters, err := filtersJSON(filters)
+	if err != nil {
+		return nil, err
+	}
+	defer freeC(cfilters)
+	return m.eventResult(ctx, func(c *C.qm_machine, ms C.int64_t, out **C.char, e **C.qm_error) C.enum_qm_status {
+		return C.qm_events_wait(c, cfilters, ms, out, e)
+	})
+}
+
+// filtersJSON gives filters as the C API takes them, a JSON array of
+// [name, match] pairs, in C memory (the caller frees it with freeC).
+func filtersJSON(filters []EventFilter) (*C.char, error) {
 	pairs := make([][2]any, len(filters))
 	for i, f := range filters {
 		if f.Name != "" {
@@ -184,14 +294,7 @@ func (m *Machine) EventsWait(ctx context.Context, filters []EventFilter) (json.R
 	if err != nil {
 		return nil, invalid(err, "`filters` cannot be marshalled to JSON: %v", err)
 	}
-	cfilters, err := cString("filters", string(text))
-	if err != nil {
-		return nil, err
-	}
-	defer freeC(cfilters)
-	return m.eventResult(ctx, func(c *C.qm_machine, ms C.int64_t, out **C.char, e **C.qm_error) C.enum_qm_status {
-		return C.qm_events_wait(c, cfilters, ms, out, e)
-	})
+	return cString("filters", string(text))
 }
 
 // EventGet removes and returns the oldest event, waiting for one until
@@ -251,6 +354,20 @@ func (m *Machine) SendFD(fd int, name string) error {
 	})
 }
 
+// Greeting returns the greeting QEMU sent when the QMP connection opened,
+// {"QMP": {"version": {...}, "capabilities": [...]}}, of the current or
+// last run. ErrState if the machine never launched, or the launch failed
+// before the greeting.
+func (m *Machine) Greeting() (json.RawMessage, error) {
+	text, err := m.stringResult(func(c *C.qm_machine, out **C.char, e **C.qm_error) C.enum_qm_status {
+		return C.qm_qmp_greeting(c, out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(text), nil
+}
+
 // EventMatch reports whether event matches match by the rules of
 // EventWait. Both are marshalled with encoding/json (a json.RawMessage is
 // used as is); it needs no machine.
@@ -279,4 +396,12 @@ func EventMatch(event, match any) (bool, error) {
 		return false, err
 	}
 	return bool(matches), nil
+}
+
+// abandonedTickets is how many abandoned tickets wait to be dropped (for
+// the tests).
+func (m *Machine) abandonedTickets() int {
+	m.abandonedMu.Lock()
+	defer m.abandonedMu.Unlock()
+	return len(m.abandoned)
 }
