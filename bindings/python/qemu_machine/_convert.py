@@ -23,7 +23,7 @@ from typing import (
     Union,
 )
 
-from ._native import lib
+from ._native import QmBytes, lib
 from .errors import InvalidArgument, Status, take_error
 
 _INT_MAX = 2**31 - 1
@@ -149,6 +149,54 @@ def _arguments(
     return _json_object({**args, **kwargs}, "args")
 
 
+def _filters_json(filters: Iterable[EventFilter], caller: str) -> bytes:
+    """A list of ``(name, match)`` event filters as the C JSON array; an
+    empty list raises :class:`InvalidArgument` (``caller`` names the
+    method in the message)."""
+    if isinstance(filters, (str, bytes)) or not isinstance(
+        filters, collections.abc.Iterable
+    ):
+        raise TypeError(
+            "filters must be a list of (name, match) pairs, not "
+            + type(filters).__name__
+        )
+    pairs = []
+    for pair in filters:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(
+                f"each filter must be a (name, match) pair, not {pair!r}"
+            )
+        name, match = pair
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"a filter's name must be a str or None, not {name!r}"
+            )
+        if match is not None and not isinstance(
+            match, collections.abc.Mapping
+        ):
+            raise TypeError(
+                f"a filter's match must be a dict or None, not {match!r}"
+            )
+        pairs.append([name, None if match is None else dict(match)])
+    if not pairs:
+        raise InvalidArgument(f"{caller} needs at least one filter")
+    return json.dumps(pairs).encode("utf-8")
+
+
+def _data(data: Union[bytes, bytearray, memoryview, str], what: str) -> bytes:
+    """Bytes to send: any bytes-like object, or a ``str`` as UTF-8."""
+    if isinstance(data, str):
+        try:
+            return data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(
+                f"{what} is not valid Unicode: {exc}"
+            ) from None
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{what} must be bytes or str, not {type(data).__name__}")
+
+
 def _strings(values: Iterable[str], what: str) -> List[str]:
     if isinstance(values, (str, bytes)):
         raise TypeError(
@@ -187,6 +235,31 @@ def _call_string(func: Callable[..., int], *args: Any) -> str:
 
 def _call_json(func: Callable[..., int], *args: Any) -> Any:
     return json.loads(_call_string(func, *args))
+
+
+def _take_bytes(out: QmBytes) -> bytes:
+    """The bytes of a ``qm_bytes`` the library filled in, then freed."""
+    try:
+        if not out.data:
+            return b""
+        return ctypes.string_at(out.data, out.len)
+    finally:
+        lib.qm_bytes_free(byref(out))
+
+
+def _call_bytes(func: Callable[..., int], *args: Any) -> bytes:
+    """Call a C function whose last output is a ``struct qm_bytes``."""
+    out = QmBytes()
+    _call(func, *args, byref(out))
+    return _take_bytes(out)
+
+
+def _call_int(func: Callable[..., int], ctype: Any, *args: Any) -> int:
+    """Call a C function whose last output is an integer of ``ctype``."""
+    out = ctype()
+    _call(func, *args, byref(out))
+    value: int = out.value
+    return value
 
 
 def _new_machine(func: Callable[..., int], *args: Any) -> int:
