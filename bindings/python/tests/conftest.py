@@ -17,7 +17,8 @@ def new_machine():
     made = []
 
     def make(**kwargs):
-        machine = Machine(QEMU, NONE_ARGS, machine_type="none", **kwargs)
+        kwargs.setdefault("machine_type", "none")
+        machine = Machine(QEMU, NONE_ARGS, **kwargs)
         made.append(machine)
         return machine
 
