@@ -69,6 +69,12 @@ def _seconds(timeout_ms: int) -> Optional[float]:
     return None if timeout_ms < 0 else timeout_ms / 1000
 
 
+def _arrival(event: JsonObject) -> Tuple[int, int]:
+    """When QEMU sent an event, from its timestamp."""
+    stamp = event.get("timestamp") or {}
+    return (int(stamp.get("seconds", 0)), int(stamp.get("microseconds", 0)))
+
+
 def _expire(future: "asyncio.Future[Any]", message: str) -> None:
     if not future.done():
         future.set_exception(Timeout(message))
@@ -132,7 +138,11 @@ class AsyncMachine:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # Every event, to learn that events were routed, whoever routed
         # them; its queue is emptied at each pass.
-        self._signal = self.machine.listen()
+        try:
+            self._signal = self.machine.listen()
+        except BaseException:
+            self.machine.close()
+            raise
         self._fd = -1  # the watched machine descriptor
         self._run_over = False  # the watched run has ended
         self._run_end: Optional["asyncio.Future[None]"] = None
@@ -201,10 +211,15 @@ class AsyncMachine:
         for listener in list(self._listeners):
             listener._wake()
 
+    def _live_loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        loop = self._loop
+        return None if loop is None or loop.is_closed() else loop
+
     def _kick(self) -> None:
         """Process soon: after a call of ours that may have routed input."""
-        if self._kicked is None and self._loop is not None:
-            self._kicked = self._loop.call_soon(self._process)
+        loop = self._live_loop()
+        if self._kicked is None and loop is not None:
+            self._kicked = loop.call_soon(self._process)
 
     def _process(self) -> None:
         """Route what arrived, then hand out replies and events. Runs when a
@@ -364,19 +379,21 @@ class AsyncMachine:
         self._closed = True
         if self._kicked is not None:
             self._kicked.cancel()
-        if self._loop is not None and not self._loop.is_closed():
+        loop = self._live_loop()
+        if loop is not None:
             self._unwatch()
-            self._loop.remove_reader(self._signal.fileno())
+            loop.remove_reader(self._signal.fileno())
+            error = StateError("the machine is closed")
+            pending = [f for f in self._tickets.values() if not f.done()]
+            pending += [w.future for w in self._waiters if not w.future.done()]
+            for future in pending:
+                future.set_exception(error)
+            for listener in list(self._listeners):
+                listener._wake()
+        # (With the loop closed, what waited in it is gone with it.)
         self._fd = -1
-        error = StateError("the machine is closed")
-        pending = [f for f in self._tickets.values() if not f.done()]
-        pending += [w.future for w in self._waiters if not w.future.done()]
-        for future in pending:
-            future.set_exception(error)
         self._tickets.clear()
         self._waiters.clear()
-        for listener in list(self._listeners):
-            listener._wake()
         self._signal.close()
         self.machine.close()
 
@@ -502,7 +519,10 @@ class AsyncMachine:
             if future.done() and not future.cancelled():
                 if future.exception() is None:
                     # Taken for us as we were being cancelled: give it back.
-                    self._stash.appendleft(future.result())
+                    self._stash.append(future.result())
+                    self._stash = collections.deque(
+                        sorted(self._stash, key=_arrival)
+                    )
             raise
         finally:
             if handle is not None:

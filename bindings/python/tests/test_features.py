@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from support import NONE_ARGS, QEMU, open_fds
+from support import QEMU, open_fds
 
 from qemu_machine import (
     AbnormalShutdown,
