@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from support import NONE_ARGS, QEMU, boot, guest_args, kernel_release
+from support import NONE_ARGS, PROMPT, QEMU, guest_args, kernel_release
 
 from qemu_machine import (
     AddDeviceError,
@@ -22,17 +22,32 @@ from qemu_machine import (
 AGENT = 60
 
 
-@pytest.fixture(scope="module", params=[True, "isa-serial"], ids=["virtio", "isa"])
-def agent_vm(request, guest_dir):
-    """The test guest, booted once per channel type, its agent ready."""
-    vm = Machine(QEMU, guest_args(guest_dir), agent=request.param)
-    vm.set_console()
+CHANNELS = {"virtio": True, "isa": "isa-serial"}
+
+
+@pytest.fixture(scope="module")
+def agent_guests(guest_dir):
+    """The test guest, booted once per channel type (both at once), its
+    agent ready."""
+    machines = {}
     try:
-        boot(vm)
-        vm.agent.wait_ready(timeout=AGENT)
-        yield vm
+        for key, agent in CHANNELS.items():
+            machines[key] = Machine(QEMU, guest_args(guest_dir), agent=agent)
+            machines[key].set_console()
+            machines[key].launch()
+        for vm in machines.values():
+            vm.console_wait("QM-GUEST-READY", "Kernel panic", timeout=AGENT)
+            vm.console_wait(PROMPT, timeout=AGENT)
+            vm.agent.wait_ready(timeout=AGENT)
+        yield machines
     finally:
-        vm.close()
+        for vm in machines.values():
+            vm.close()
+
+
+@pytest.fixture(params=list(CHANNELS))
+def agent_vm(request, agent_guests):
+    return agent_guests[request.param]
 
 
 def noise(length, seed):
@@ -156,19 +171,21 @@ def test_qemu_killed_during_a_call_disconnects_at_once(agent_vm):
 
     def call():
         try:
-            agent_vm.agent.exec(["sleep", "30"])
-        except Disconnected as exc:
+            agent_vm.agent.exec(
+                ["sh", "-c", "echo STARTED-$((6*7)) >/dev/console; sleep 30"]
+            )
+        except Exception as exc:  # noqa: BLE001 - checked below
             errors.append(exc)
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.5)
+    agent_vm.console_wait("STARTED-42", timeout=AGENT)  # the call waits
     started = time.monotonic()
     agent_vm.kill()
     thread.join(10)
     assert not thread.is_alive()
     assert time.monotonic() - started < 2
-    assert len(errors) == 1
+    assert len(errors) == 1 and isinstance(errors[0], Disconnected), errors
     with pytest.raises(StateError):
         agent_vm.agent.exec(["true"])
 
