@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import threading
 import weakref
 from typing import (
     Any,
@@ -132,9 +133,27 @@ class AsyncMachine:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._adopt(Machine(*args, **kwargs))
+
+    @classmethod
+    def wrap(cls, machine: Machine) -> AsyncMachine:
+        """An :class:`AsyncMachine` over an existing :class:`Machine`: one
+        configured or launched already, or attached to a QEMU started
+        elsewhere (:meth:`Machine.attach_unix`). It takes the machine over:
+        drive it only through the :class:`AsyncMachine` from then on (its
+        :meth:`close` closes the machine)."""
+        if not isinstance(machine, Machine):
+            raise TypeError(
+                f"machine must be a Machine, not {type(machine).__name__}"
+            )
+        wrapper = cls.__new__(cls)
+        wrapper._adopt(machine)
+        return wrapper
+
+    def _adopt(self, machine: Machine) -> None:
         #: The synchronous machine: configuration, properties and blocking
         #: calls.
-        self.machine = Machine(*args, **kwargs)
+        self.machine = machine
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # Every event, to learn that events were routed, whoever routed
         # them; its queue is emptied at each pass.
@@ -290,11 +309,19 @@ class AsyncMachine:
     async def launch(self) -> None:
         """Start QEMU and negotiate QMP (:meth:`Machine.launch`, in the
         default executor), then watch the new run from the loop. Cancelling
-        it kills QEMU."""
+        it kills QEMU, also when the launch had not begun yet."""
         loop = self._bind()
+        cancelled = threading.Event()
+
+        def launch() -> None:
+            self.machine.launch()
+            if cancelled.is_set():
+                self.machine.kill()
+
         try:
-            await loop.run_in_executor(None, self.machine.launch)
+            await loop.run_in_executor(None, launch)
         except asyncio.CancelledError:
+            cancelled.set()
             self.machine.kill()  # also interrupts the launch in progress
             raise
         # A new run: the previous one's descriptor, tickets and events are
@@ -308,15 +335,20 @@ class AsyncMachine:
     async def shutdown(self, timeout: Seconds = 30.0) -> None:
         """Shut QEMU down gracefully (:meth:`Machine.shutdown`, in the
         default executor). Calls still waiting raise :class:`Disconnected`.
-        """
+        Cancelling it does not stop the shutdown, which goes on in the
+        executor (and the loop sees the end of the run as usual)."""
         timeout_ms = _timeout_ms(timeout)
         loop = self._bind()
         try:
             await loop.run_in_executor(
                 None, self.machine.shutdown, _seconds(timeout_ms)
             )
-        finally:
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
             self._end_of_run()
+            raise
+        self._end_of_run()
 
     async def kill(self) -> None:
         """Kill QEMU (SIGKILL) and reap it (quick: done in the loop's

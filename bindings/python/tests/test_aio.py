@@ -5,6 +5,7 @@ while awaiting, many machines in one loop without threads, descriptors."""
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -15,6 +16,8 @@ from qemu_machine import (
     CommandError,
     Disconnected,
     InvalidArgument,
+    IoError,
+    Machine,
     StateError,
     Timeout,
 )
@@ -425,3 +428,41 @@ def test_bad_input(avm):
     assert "another event loop" in str(errors[0])
     with pytest.raises(TypeError):
         AsyncMachine(QEMU, args="-accel tcg")
+
+
+def test_wrap_a_launched_and_an_attached_machine(new_machine, tmp_path):
+    launched = new_machine()
+    launched.launch()
+    path = tmp_path / "qmp.sock"
+    process = subprocess.Popen(
+        [QEMU, *NONE_ARGS, "-machine", "none", "-display", "none",
+         "-qmp", f"unix:{path},server=on,wait=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                attached = Machine.attach_unix(path, timeout=5)
+                break
+            except IoError:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+
+        async def main():
+            for machine in (launched, attached):
+                vm = AsyncMachine.wrap(machine)
+                assert vm.machine is machine
+                await vm.command("stop")
+                assert (await vm.event_wait("STOP", timeout=5))["event"] == "STOP"
+                await vm.shutdown(timeout=10)
+                vm.close()
+
+        run(main())
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
+    with pytest.raises(TypeError, match="Machine"):
+        AsyncMachine.wrap("vm")
