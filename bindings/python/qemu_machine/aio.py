@@ -205,8 +205,13 @@ class AsyncMachine:
     def _watch(self) -> None:
         """Watch the descriptor of the current run, if not yet done."""
         loop = self._bind()
-        if self._fd >= 0 or self._run_over:
+        if self._fd >= 0:
             return
+        if self._run_over:
+            if not self.machine.is_running:
+                return
+            # Launched again other than by launch(): a new run.
+            self._run_over = False
         fd = self.machine.fileno()
         if fd < 0:
             return

@@ -457,6 +457,11 @@ def test_wrap_a_launched_and_an_attached_machine(new_machine, tmp_path):
                 await vm.command("stop")
                 assert (await vm.event_wait("STOP", timeout=5))["event"] == "STOP"
                 await vm.shutdown(timeout=10)
+                if machine is launched:
+                    # Launched again behind its back: the loop follows.
+                    machine.launch()
+                    assert (await vm.command("query-status"))["running"]
+                    await vm.kill()
                 vm.close()
 
         run(main())
