@@ -290,15 +290,18 @@ def test_context_manager_and_cancelled_launch():
             await vm.launch()
             assert (await vm.command("query-status"))["running"]
         assert vm.exit_code == 0
-        # A cancelled launch leaves no QEMU behind.
+        vm.close()
+        vm.close()  # idempotent
+        # A cancelled launch leaves no QEMU behind. (QEMU starts a second
+        # late, so the cancellation comes in the middle of the launch.)
+        vm = new_async(wrapper=["sh", "-c", 'sleep 1; exec "$@"', "sh"])
         task = asyncio.ensure_future(vm.launch())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert not vm.is_running
         vm.close()
-        vm.close()  # idempotent
 
     run(main())
 
