@@ -474,3 +474,38 @@ def test_wrap_a_launched_and_an_attached_machine(new_machine, tmp_path):
         process.wait()
     with pytest.raises(TypeError, match="Machine"):
         AsyncMachine.wrap("vm")
+
+
+def test_commands_event_waiters_and_listeners_together(avm):
+    """Replies, events for waiters and events for listeners interleave;
+    nothing is lost or stuck, whichever call routes QEMU's input."""
+
+    async def main():
+        await avm.launch()
+        rounds = 100
+        async with avm.listen([("RESUME", None)]) as resumes:
+
+            async def commands():
+                for _ in range(rounds):
+                    await avm.command("stop")
+                    await avm.command("query-status")
+                    await avm.command("cont")
+
+            async def stops():
+                for _ in range(rounds):
+                    await avm.event_wait("STOP", timeout=10)
+
+            async def resumed():
+                count = 0
+                async for _ in resumes:
+                    count += 1
+                    if count == rounds:
+                        return count
+
+            results = await asyncio.gather(commands(), stops(), resumed())
+        assert results[2] == rounds
+        # Every RESUME is still in the machine's queue, and only those.
+        names = [event["event"] for event in avm.events_take()]
+        assert names == ["RESUME"] * rounds
+
+    run(main())
