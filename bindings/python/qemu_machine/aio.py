@@ -121,8 +121,9 @@ class AsyncMachine:
     :class:`Disconnected` at once.
 
     Threads: none per call or per machine. :meth:`launch`,
-    :meth:`shutdown` and, when QEMU is slow to be reaped, :meth:`wait` run
-    the blocking library call in the loop's default executor. A cancelled
+    :meth:`shutdown` and, with no descriptor to watch (QMP disabled) or
+    when QEMU is slow to be reaped, :meth:`wait` run the blocking library
+    call in the loop's default executor. A cancelled
     :meth:`launch` kills QEMU (it never stays half-launched); a cancelled
     :meth:`shutdown` goes on in the executor.
 
@@ -359,10 +360,8 @@ class AsyncMachine:
         """Kill QEMU (SIGKILL) and reap it (quick: done in the loop's
         thread). Calls still waiting raise :class:`Disconnected`."""
         self._bind()
-        try:
-            self.machine.kill()
-        finally:
-            self._end_of_run()
+        self.machine.kill()
+        self._end_of_run()
 
     async def wait(self, timeout: Seconds = 30.0) -> Optional[int]:
         """Wait up to ``timeout`` for QEMU to exit on its own (e.g. the
@@ -372,28 +371,33 @@ class AsyncMachine:
         loop = self._bind()
         self._watch()
         run_end = self._run_end
-        if self._fd >= 0 and run_end is not None:
-            ended: "asyncio.Future[None]" = loop.create_future()
+        if self._fd < 0 or run_end is None:
+            # Nothing to watch (not launched, QMP disabled): the library
+            # waits, in the executor.
+            return await loop.run_in_executor(
+                None, self.machine.wait, _seconds(timeout_ms)
+            )
+        ended: "asyncio.Future[None]" = loop.create_future()
 
-            def on_end(_: Any) -> None:
-                if not ended.done():
-                    ended.set_result(None)
+        def on_end(_: Any) -> None:
+            if not ended.done():
+                ended.set_result(None)
 
-            run_end.add_done_callback(on_end)
-            handle = None
-            if timeout_ms >= 0:
-                handle = loop.call_later(
-                    timeout_ms / 1000,
-                    _expire,
-                    ended,
-                    f"QEMU still runs after {timeout_ms} ms",
-                )
-            try:
-                await ended
-            finally:
-                run_end.remove_done_callback(on_end)
-                if handle is not None:
-                    handle.cancel()
+        run_end.add_done_callback(on_end)
+        handle = None
+        if timeout_ms >= 0:
+            handle = loop.call_later(
+                timeout_ms / 1000,
+                _expire,
+                ended,
+                f"QEMU still runs after {timeout_ms} ms",
+            )
+        try:
+            await ended
+        finally:
+            run_end.remove_done_callback(on_end)
+            if handle is not None:
+                handle.cancel()
         try:
             return self.machine.wait(0)
         except Timeout:

@@ -277,6 +277,8 @@ def test_shutdown_wakes_waiters_and_relaunch(avm):
         await avm.launch()
         await avm.command("stop")
         assert (await avm.event_wait("STOP", timeout=5))["event"] == "STOP"
+        with pytest.raises(Timeout, match="still runs"):
+            await avm.wait(timeout=0.1)
         # QEMU exiting on its own: wait() returns its exit code.
         await avm.qmp("quit")
         assert await avm.wait(timeout=10) == 0
@@ -459,6 +461,10 @@ def test_wrap_a_launched_and_an_attached_machine(new_machine, tmp_path):
                 assert vm.machine is machine
                 await vm.command("stop")
                 assert (await vm.event_wait("STOP", timeout=5))["event"] == "STOP"
+                if machine is attached:
+                    with pytest.raises(StateError):
+                        await vm.kill()  # not ours to kill
+                    assert (await vm.command("query-status"))["status"] == "paused"
                 await vm.shutdown(timeout=10)
                 if machine is launched:
                     # Launched again behind its back: the loop follows.
