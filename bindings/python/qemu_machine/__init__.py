@@ -23,6 +23,7 @@ If none loads, the import raises :class:`LibraryNotFoundError` (an
 """
 
 from ._native import LibraryNotFoundError, lib, library_path
+from .agent import Agent, ExecResult
 from .errors import (
     AbnormalShutdown,
     AddDeviceError,
@@ -39,24 +40,30 @@ from .errors import (
     Status,
     Timeout,
 )
-from .machine import Machine, event_match
+from .listener import Listener
+from .machine import Machine, event_match, migrate, probe
+from .qtest import QTest
 
 #: The loaded library's version (``qm_version()``), "MAJOR.MINOR.PATCH".
 __version__: str = lib.qm_version().decode("ascii")
 
 __all__ = [
     "AbnormalShutdown",
+    "Agent",
     "AddDeviceError",
     "CommandError",
     "ConsoleFailure",
     "Disconnected",
+    "ExecResult",
     "InternalError",
     "InvalidArgument",
     "IoError",
     "LaunchError",
     "LibraryNotFoundError",
+    "Listener",
     "Machine",
     "ProtocolError",
+    "QTest",
     "QemuMachineError",
     "StateError",
     "Status",
@@ -64,4 +71,6 @@ __all__ = [
     "__version__",
     "event_match",
     "library_path",
+    "migrate",
+    "probe",
 ]

@@ -20,7 +20,9 @@ from ctypes import (
     c_int64,
     c_size_t,
     c_uint,
+    c_uint8,
     c_uint16,
+    c_uint32,
     c_uint64,
     c_void_p,
 )
@@ -41,12 +43,66 @@ class LibraryNotFoundError(ImportError):
 _status = c_int  # enum qm_status
 _machine = c_void_p  # qm_machine *
 _error = c_void_p  # qm_error *
+_listener = c_void_p  # qm_listener *
+_exec_result = c_void_p  # qm_exec_result *
 _err_out = POINTER(c_void_p)  # qm_error **
 _str_out = POINTER(c_void_p)  # char ** (owned: free with qm_string_free)
 _machine_out = POINTER(c_void_p)  # qm_machine **
+_listener_out = POINTER(c_void_p)  # qm_listener **
+_exec_result_out = POINTER(c_void_p)  # qm_exec_result **
+_byte_ptr = c_void_p  # uint8_t * and const uint8_t * (bytes or buffers)
+_argv = POINTER(c_char_p)  # const char *const * (NULL-terminated)
+
+
+class QmBytes(ctypes.Structure):
+    """``struct qm_bytes``: ``len`` bytes at ``data`` (owned by the caller
+    once filled in: release with ``qm_bytes_free``)."""
+
+    _fields_ = [("data", c_void_p), ("len", c_size_t)]
+
+
+_bytes_out = POINTER(QmBytes)  # struct qm_bytes *
 
 # name: (restype, argtypes), in the order of qemu_machine.h.
 _PROTOTYPES = {
+    "qm_set_agent": (_status, [_machine, c_char_p, _err_out]),
+    "qm_agent_wait_ready": (_status, [_machine, c_int64, _err_out]),
+    "qm_agent_cmd": (
+        _status,
+        [_machine, c_char_p, c_char_p, c_int64, _str_out, _err_out],
+    ),
+    "qm_agent_exec": (
+        _status,
+        [
+            _machine,
+            _argv,
+            _byte_ptr,
+            c_size_t,
+            c_int64,
+            _exec_result_out,
+            _err_out,
+        ],
+    ),
+    "qm_exec_result_exit_code": (c_int, [_exec_result]),
+    "qm_exec_result_stdout": (
+        _byte_ptr,
+        [_exec_result, POINTER(c_size_t)],
+    ),
+    "qm_exec_result_stderr": (
+        _byte_ptr,
+        [_exec_result, POINTER(c_size_t)],
+    ),
+    "qm_exec_result_truncated": (c_bool, [_exec_result]),
+    "qm_exec_result_free": (None, [_exec_result]),
+    "qm_agent_file_read": (
+        _status,
+        [_machine, c_char_p, c_int64, _bytes_out, _err_out],
+    ),
+    "qm_agent_file_write": (
+        _status,
+        [_machine, c_char_p, _byte_ptr, c_size_t, c_int64, _err_out],
+    ),
+    "qm_bytes_free": (None, [_bytes_out]),
     "qm_set_console": (_status, [_machine, c_char_p, c_uint, _err_out]),
     "qm_set_console_log": (_status, [_machine, c_char_p, _err_out]),
     "qm_console_wait": (
@@ -59,6 +115,7 @@ _PROTOTYPES = {
         [_machine, c_char_p, c_char_p, c_char_p, c_int64, _str_out, _err_out],
     ),
     "qm_console_read": (_status, [_machine, _str_out, _err_out]),
+    "qm_console_read_bytes": (_status, [_machine, _bytes_out, _err_out]),
     "qm_console_dropped": (_status, [_machine, POINTER(c_uint64), _err_out]),
     "qm_error_status": (_status, [_error]),
     "qm_error_message": (c_char_p, [_error]),
@@ -66,11 +123,33 @@ _PROTOTYPES = {
     "qm_error_qmp_desc": (c_char_p, [_error]),
     "qm_error_free": (None, [_error]),
     "qm_string_free": (None, [c_void_p]),
+    "qm_save_artifacts": (_status, [_machine, c_char_p, _err_out]),
+    "qm_probe": (
+        _status,
+        [c_char_p, c_char_p, c_char_p, c_int64, POINTER(c_bool), _err_out],
+    ),
+    "qm_migrate": (_status, [_machine, _machine, c_int64, _err_out]),
+    "qm_listener_new": (
+        _status,
+        [_machine, c_char_p, _listener_out, _err_out],
+    ),
+    "qm_listener_wait": (
+        _status,
+        [_listener, c_int64, _str_out, _err_out],
+    ),
+    "qm_listener_take": (_status, [_listener, _str_out, _err_out]),
+    "qm_listener_fd": (c_int, [_listener]),
+    "qm_listener_dropped": (
+        _status,
+        [_listener, POINTER(c_uint64), _err_out],
+    ),
+    "qm_listener_free": (None, [_listener]),
     "qm_machine_new": (_status, [c_char_p, _machine_out, _err_out]),
     "qm_machine_free": (None, [_machine]),
     "qm_add_arg": (_status, [_machine, c_char_p, _err_out]),
     "qm_add_wrapper_arg": (_status, [_machine, c_char_p, _err_out]),
     "qm_set_name": (_status, [_machine, c_char_p, _err_out]),
+    "qm_set_env": (_status, [_machine, c_char_p, c_char_p, _err_out]),
     "qm_set_base_temp_dir": (_status, [_machine, c_char_p, _err_out]),
     "qm_set_log_dir": (_status, [_machine, c_char_p, _err_out]),
     "qm_set_machine_type": (_status, [_machine, c_char_p, _err_out]),
@@ -123,6 +202,66 @@ _PROTOTYPES = {
     "qm_event_match": (
         _status,
         [c_char_p, c_char_p, POINTER(c_bool), _err_out],
+    ),
+    "qm_command_send": (
+        _status,
+        [_machine, c_char_p, c_char_p, POINTER(c_uint64), _err_out],
+    ),
+    "qm_command_receive": (
+        _status,
+        [_machine, c_uint64, c_int64, _str_out, _err_out],
+    ),
+    "qm_machine_fd": (c_int, [_machine]),
+    "qm_dispatch": (_status, [_machine, _err_out]),
+    "qm_qmp_greeting": (_status, [_machine, _str_out, _err_out]),
+    "qm_set_qtest": (_status, [_machine, _err_out]),
+    "qm_set_qtest_timeout": (_status, [_machine, c_int64, _err_out]),
+    "qm_qtest_raw": (_status, [_machine, c_char_p, _str_out, _err_out]),
+    "qm_qtest_read": (
+        _status,
+        [_machine, c_uint64, c_uint, POINTER(c_uint64), _err_out],
+    ),
+    "qm_qtest_write": (
+        _status,
+        [_machine, c_uint64, c_uint, c_uint64, _err_out],
+    ),
+    "qm_qtest_in": (
+        _status,
+        [_machine, c_uint16, c_uint, POINTER(c_uint32), _err_out],
+    ),
+    "qm_qtest_out": (
+        _status,
+        [_machine, c_uint16, c_uint, c_uint32, _err_out],
+    ),
+    "qm_qtest_memread": (
+        _status,
+        [_machine, c_uint64, _byte_ptr, c_size_t, _err_out],
+    ),
+    "qm_qtest_memwrite": (
+        _status,
+        [_machine, c_uint64, _byte_ptr, c_size_t, _err_out],
+    ),
+    "qm_qtest_memset": (
+        _status,
+        [_machine, c_uint64, c_uint8, c_size_t, _err_out],
+    ),
+    "qm_qtest_clock_step": (
+        _status,
+        [_machine, c_int64, POINTER(c_int64), _err_out],
+    ),
+    "qm_qtest_clock_set": (
+        _status,
+        [_machine, c_int64, POINTER(c_int64), _err_out],
+    ),
+    "qm_qtest_irq_intercept_in": (_status, [_machine, c_char_p, _err_out]),
+    "qm_qtest_irq_intercept_out": (_status, [_machine, c_char_p, _err_out]),
+    "qm_qtest_get_irq": (
+        _status,
+        [_machine, c_int, POINTER(c_bool), _err_out],
+    ),
+    "qm_qtest_set_irq_in": (
+        _status,
+        [_machine, c_char_p, c_char_p, c_int, c_int, _err_out],
     ),
     "qm_status_str": (c_char_p, [c_int]),
     "qm_version": (c_char_p, []),

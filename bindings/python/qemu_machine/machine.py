@@ -1,201 +1,57 @@
-"""The :class:`Machine` class and :func:`event_match`."""
+"""The :class:`Machine` class, :func:`event_match`, :func:`probe` and
+:func:`migrate`."""
 
 from __future__ import annotations
 
 import collections.abc
-import ctypes
+import enum
 import json
-import math
-import numbers
-import os
 import weakref
-from ctypes import byref, c_bool, c_int, c_uint16, c_uint64, c_void_p
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    List,
-    Mapping,
-    Optional,
-    Protocol,
-    Tuple,
-    Union,
+from ctypes import byref, c_bool, c_int, c_uint16, c_uint64
+from typing import Any, Iterable, List, Mapping, Optional, Union
+
+from ._convert import (
+    _INT_MAX,
+    EventFilter,
+    FileDescriptor,
+    JsonArgs,
+    JsonObject,
+    Seconds,
+    StrPath,
+    _arguments,
+    _call,
+    _call_bytes,
+    _call_int,
+    _call_json,
+    _call_string,
+    _data,
+    _fd,
+    _filters_json,
+    _integer,
+    _json_object,
+    _new_machine,
+    _optional_text,
+    _path,
+    _strings,
+    _text,
+    _timeout_ms,
 )
-
 from ._native import lib
-from .errors import InvalidArgument, StateError, Status, take_error
+from .agent import Agent
+from .errors import StateError
+from .listener import Listener
+from .qtest import QTest
 
-__all__ = ["Machine", "event_match"]
-
-_INT_MAX = 2**31 - 1
-#: ``timeout_ms`` for "wait forever".
-_FOREVER_MS = -1
-#: QM_TIMEOUT_MAX_MS: the largest finite timeout the library accepts.
-_MAX_TIMEOUT_MS = _INT_MAX
+__all__ = ["Machine", "event_match", "migrate", "probe"]
 
 
-class _HasFileno(Protocol):
-    def fileno(self) -> int: ...
+class _Default(enum.Enum):
+    """The default of an argument that, left out, changes nothing."""
+
+    DEFAULT = "default"
 
 
-Seconds = Optional[float]
-StrPath = Union[str, "os.PathLike[str]"]
-FileDescriptor = Union[int, _HasFileno]
-JsonObject = Dict[str, Any]
-JsonArgs = Mapping[str, Any]
-EventFilter = Tuple[Optional[str], Optional[JsonArgs]]
-
-
-# -- conversions, done before any C call ------------------------------------
-
-
-def _timeout_ms(timeout: Seconds) -> int:
-    """Seconds (``None`` or ``math.inf``: forever) to the C ``timeout_ms``.
-
-    A positive timeout below a millisecond is rounded up, so that it never
-    becomes a poll (0).
-    """
-    if timeout is None:
-        return _FOREVER_MS
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise TypeError(
-            "timeout must be a number of seconds or None, not "
-            + type(timeout).__name__
-        )
-    if math.isnan(timeout) or timeout < 0:
-        raise InvalidArgument(
-            f"timeout must be at least 0 seconds (None waits forever), "
-            f"got {timeout!r}"
-        )
-    if math.isinf(timeout):
-        return _FOREVER_MS
-    milliseconds = math.ceil(round(float(timeout) * 1000, 6))
-    if milliseconds > _MAX_TIMEOUT_MS:
-        raise InvalidArgument(
-            f"timeout must be at most {_MAX_TIMEOUT_MS / 1000} seconds "
-            f"(None waits forever), got {timeout!r}"
-        )
-    return milliseconds
-
-
-def _text(value: str, what: str) -> bytes:
-    """A ``str`` as NUL-terminated UTF-8 for a ``const char *``."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
-    if "\0" in value:
-        # ctypes would silently cut the string at the NUL.
-        raise InvalidArgument(f"{what} must not contain a NUL character")
-    try:
-        return value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument(f"{what} is not valid Unicode: {exc}") from None
-
-
-def _optional_text(value: Optional[str], what: str) -> Optional[bytes]:
-    return None if value is None else _text(value, what)
-
-
-def _path(value: StrPath, what: str) -> bytes:
-    """A ``str`` or ``os.PathLike`` path for a ``const char *``."""
-    path = os.fspath(value) if isinstance(value, os.PathLike) else value
-    if not isinstance(path, str):
-        raise TypeError(
-            f"{what} must be a str or a str path, not {type(path).__name__}"
-        )
-    return _text(path, what)
-
-
-def _integer(value: int, low: int, high: int, what: str) -> int:
-    """An int within [low, high] (ctypes would silently truncate it)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise InvalidArgument(
-            f"{what} must be between {low} and {high}, got {value}"
-        )
-    return int(value)
-
-
-def _fd(fd: FileDescriptor, what: str) -> int:
-    if not isinstance(fd, int):
-        fd = fd.fileno()
-    return _integer(fd, 0, _INT_MAX, what)
-
-
-def _json_object(value: Optional[JsonArgs], what: str) -> Optional[bytes]:
-    if value is None:
-        return None
-    if not isinstance(value, collections.abc.Mapping):
-        raise TypeError(
-            f"{what} must be a dict or None, not {type(value).__name__}"
-        )
-    return json.dumps(dict(value)).encode("utf-8")
-
-
-def _arguments(
-    args: Optional[JsonArgs], kwargs: JsonObject
-) -> Optional[bytes]:
-    """A command's arguments: ``args`` merged with keyword arguments."""
-    if not kwargs:
-        return _json_object(args, "args")
-    if args is None:
-        return _json_object(kwargs, "args")
-    if not isinstance(args, collections.abc.Mapping):
-        raise TypeError(
-            f"args must be a dict or None, not {type(args).__name__}"
-        )
-    twice = sorted(set(args) & set(kwargs))
-    if twice:
-        raise TypeError(f"arguments given twice: {', '.join(twice)}")
-    return _json_object({**args, **kwargs}, "args")
-
-
-def _strings(values: Iterable[str], what: str) -> List[str]:
-    if isinstance(values, (str, bytes)):
-        raise TypeError(
-            f"{what} must be a sequence of str, not a single string"
-        )
-    return list(values)
-
-
-# -- calling the library ----------------------------------------------------
-
-
-def _call(func: Callable[..., int], *args: Any) -> None:
-    """Call a fallible C function; raise its error (freed) on failure."""
-    err = c_void_p()
-    status = func(*args, byref(err))
-    if status != Status.OK:
-        raise take_error(status, err.value)
-
-
-def _take_string(pointer: Optional[int]) -> str:
-    """Decode a string the library returned, and free it."""
-    try:
-        if not pointer:
-            return ""
-        return ctypes.string_at(pointer).decode("utf-8", "replace")
-    finally:
-        lib.qm_string_free(pointer)
-
-
-def _call_string(func: Callable[..., int], *args: Any) -> str:
-    """Call a C function whose last output is an owned ``char *``."""
-    out = c_void_p()
-    _call(func, *args, byref(out))
-    return _take_string(out.value)
-
-
-def _call_json(func: Callable[..., int], *args: Any) -> Any:
-    return json.loads(_call_string(func, *args))
-
-
-def _new_machine(func: Callable[..., int], *args: Any) -> int:
-    out = c_void_p()
-    _call(func, *args, byref(out))
-    assert out.value is not None
-    return out.value
+_DEFAULT = _Default.DEFAULT
 
 
 def event_match(event: JsonArgs, match: Optional[JsonArgs]) -> bool:
@@ -224,7 +80,13 @@ class Machine:
     ``machine_type`` adds ``-machine MACHINE_TYPE``; ``wrapper`` is a command
     QEMU runs under (e.g. ``("strace", "-f")``); ``name``, ``base_temp_dir``
     and ``log_dir`` are as :meth:`set_name`, :meth:`set_base_temp_dir` and
-    :meth:`set_log_dir`.
+    :meth:`set_log_dir`. ``env`` maps names to values for QEMU's environment
+    (``None`` removes a name), as :meth:`set_env`. ``agent`` gives the
+    machine a guest agent channel (:meth:`set_agent`): ``True`` on a
+    virtio-serial port, a device type such as ``"isa-serial"`` on that
+    device; ``None`` or ``False``, none. ``qtest=True`` runs QEMU under
+    qtest (:meth:`set_qtest`), ``qtest_timeout`` bounds each qtest call
+    (:meth:`set_qtest_timeout`; default 30 s).
 
     As QEMU's own ``QEMUMachine``, the context manager does not launch:
     ``with Machine(...) as vm:`` gives the machine, the block calls
@@ -256,9 +118,24 @@ class Machine:
         name: Optional[str] = None,
         base_temp_dir: Optional[StrPath] = None,
         log_dir: Optional[StrPath] = None,
+        env: Optional[Mapping[str, Optional[StrPath]]] = None,
+        agent: Union[None, bool, str] = None,
+        qtest: bool = False,
+        qtest_timeout: Union[Seconds, _Default] = _DEFAULT,
     ) -> None:
         args = _strings(args, "args")
         wrapper = _strings(wrapper, "wrapper")
+        if env is not None and not isinstance(env, collections.abc.Mapping):
+            raise TypeError(
+                f"env must be a dict or None, not {type(env).__name__}"
+            )
+        if agent is not None and not isinstance(agent, (bool, str)):
+            raise TypeError(
+                "agent must be None, a bool or a device type (str), not "
+                + type(agent).__name__
+            )
+        if not isinstance(qtest, bool):
+            raise TypeError(f"qtest must be a bool, not {type(qtest).__name__}")
         self._adopt(_new_machine(lib.qm_machine_new, _path(binary, "binary")))
         try:
             self.add_args(*args)
@@ -271,6 +148,16 @@ class Machine:
                 self.set_base_temp_dir(base_temp_dir)
             if log_dir is not None:
                 self.set_log_dir(log_dir)
+            for env_name, value in (env or {}).items():
+                self.set_env(env_name, value)
+            if agent is True:
+                self.set_agent()
+            elif isinstance(agent, str):
+                self.set_agent(agent)
+            if qtest:
+                self.set_qtest()
+            if qtest_timeout is not _DEFAULT:
+                self.set_qtest_timeout(qtest_timeout)
         except BaseException:
             self.close()
             raise
@@ -362,6 +249,50 @@ class Machine:
     def set_name(self, name: str) -> None:
         """Name the machine, for its log file (``NAME.log``) and sockets."""
         _call(lib.qm_set_name, self._m, _text(name, "name"))
+
+    def set_env(self, name: str, value: Optional[StrPath]) -> None:
+        """Set environment variable ``name`` to ``value`` for QEMU only
+        (``None``: remove ``name`` from QEMU's environment). QEMU otherwise
+        inherits this process's environment as it is at :meth:`launch`.
+        Setting a name again replaces the earlier setting."""
+        _call(
+            lib.qm_set_env,
+            self._m,
+            _text(name, "name"),
+            None if value is None else _path(value, "value"),
+        )
+
+    def set_agent(self, device_type: Optional[str] = None) -> None:
+        """Give the machine a channel for the QEMU guest agent
+        (:attr:`agent`): ``device_type`` ``None`` puts it on a virtio-serial
+        port named ``org.qemu.guest_agent.0`` (the guest runs ``qemu-ga -m
+        virtio-serial``); otherwise on ``-device DEVICE_TYPE``, e.g.
+        ``"isa-serial"`` for one more ISA serial port (the guest runs
+        ``qemu-ga -m isa-serial -p /dev/ttySN``)."""
+        _call(
+            lib.qm_set_agent,
+            self._m,
+            _optional_text(device_type, "device_type"),
+        )
+
+    def set_qtest(self) -> None:
+        """Run QEMU under qtest (:attr:`qtest`), QEMU's device-test
+        protocol: no guest code runs. ``-accel qtest`` is added unless the
+        arguments or the machine type choose an accelerator; QMP stays
+        available.
+
+        ``-accel qtest`` needs QEMU's qtest accelerator module, which Debian
+        and Ubuntu delete: :meth:`launch` then raises :class:`LaunchError`
+        saying so. ``scripts/build-qtest-accel.sh`` builds it;
+        ``set_env("QEMU_MODULE_DIR", dir)`` points QEMU at it. Under
+        ``-accel tcg -S`` instead, memory, port and IRQ calls work, and the
+        clock calls raise :class:`CommandError`."""
+        _call(lib.qm_set_qtest, self._m)
+
+    def set_qtest_timeout(self, timeout: Seconds) -> None:
+        """The bound of every qtest call (default 30 s; ``None``:
+        forever)."""
+        _call(lib.qm_set_qtest_timeout, self._m, _timeout_ms(timeout))
 
     def set_base_temp_dir(self, path: StrPath) -> None:
         """Where each launch creates its private temporary directory
@@ -492,6 +423,28 @@ class Machine:
         _call(lib.qm_wait, self._m, _timeout_ms(timeout))
         return self.exit_code
 
+    # -- event loops ------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """A descriptor for event loops (``selectors``, asyncio's
+        ``add_reader``): readable when QMP input waits to be routed, when
+        QEMU has exited, and, once the run has ended, for good; then call
+        :meth:`dispatch`. -1 when there is none: not launched, shut down,
+        or QMP disabled (as ``qm_machine_fd``; ``select`` and ``selectors``
+        refuse -1 loudly). Owned by the machine: do not read or close it; it
+        stays open until the next launch or :meth:`close`.
+        """
+        fd: int = lib.qm_machine_fd(self._m)
+        return fd
+
+    def dispatch(self) -> None:
+        """Route whatever QMP input has arrived (replies to
+        :meth:`command_send` tickets, events to the queue and to listeners)
+        and write queued output, without ever blocking. Raises
+        :class:`Disconnected` once the run has ended (the message holds
+        QEMU's exit status), :class:`StateError` if never launched."""
+        _call(lib.qm_dispatch, self._m)
+
     @property
     def is_running(self) -> bool:
         """Whether QEMU is running."""
@@ -567,6 +520,39 @@ class Machine:
         _call(lib.qm_console_dropped, self._m, byref(count))
         return count.value
 
+    @property
+    def greeting(self) -> Optional[JsonObject]:
+        """The QMP greeting of the current or last run, ``{"QMP":
+        {"version": {...}, "capabilities": [...]}}``; ``None`` if never
+        launched (or the launch failed before it)."""
+        try:
+            greeting: JsonObject = _call_json(lib.qm_qmp_greeting, self._m)
+        except StateError:
+            return None
+        return greeting
+
+    def save_artifacts(self, directory: StrPath) -> None:
+        """Write what a failed test's reader needs into ``directory``
+        (created, mode 0700, if missing): ``qemu.log``, ``console.log``
+        (with a console), ``qmp-trace.log`` (when traced to a file),
+        ``events.jsonl`` (every event of the run so far, taken or not),
+        ``command-line.txt`` and ``status.txt``. Safe at any moment and
+        from any thread; never waits for QEMU. Raises :class:`StateError`
+        if never launched."""
+        _call(lib.qm_save_artifacts, self._m, _path(directory, "directory"))
+
+    @property
+    def agent(self) -> Agent:
+        """The QEMU guest agent: ``vm.agent.exec(["uname", "-r"])`` (see
+        :class:`Agent`; needs :meth:`set_agent`)."""
+        return Agent(self)
+
+    @property
+    def qtest(self) -> QTest:
+        """qtest: ``vm.qtest.inb(0x71)`` (see :class:`QTest`; needs
+        :meth:`set_qtest`)."""
+        return QTest(self)
+
     # -- QMP ------------------------------------------------------------------
 
     def qmp(
@@ -614,6 +600,47 @@ class Machine:
             _timeout_ms(timeout),
         )
 
+    def command_send(
+        self,
+        cmd: str,
+        args: Optional[JsonArgs] = None,
+        **kwargs: Any,
+    ) -> int:
+        """Send QMP command ``cmd`` (arguments as :meth:`qmp`) now, without
+        waiting for its reply, and return a ticket for
+        :meth:`command_receive`: to pipeline several commands, or for event
+        loops. Never blocks: what the socket does not take at once is
+        written by later calls on the machine, :meth:`dispatch` included.
+        Tickets are unique in the process."""
+        return _call_int(
+            lib.qm_command_send,
+            c_uint64,
+            self._m,
+            _text(cmd, "cmd"),
+            _arguments(args, kwargs),
+        )
+
+    def command_receive(
+        self, ticket: int, timeout: Seconds = 30.0
+    ) -> JsonObject:
+        """The reply to the command of ``ticket`` (from
+        :meth:`command_send`), waiting up to ``timeout`` for it (0 polls):
+        QEMU's whole reply, as :meth:`qmp` gives it (``{"return": ...}`` or
+        ``{"error": ...}``, not raised).
+
+        :class:`Timeout` keeps the ticket valid (receive it again later);
+        any other outcome consumes it. The run ending answers every
+        outstanding ticket with :class:`Disconnected`. A ticket that is not
+        outstanding (already received, unknown, of another machine or an
+        earlier run) raises :class:`InvalidArgument`."""
+        reply: JsonObject = _call_json(
+            lib.qm_command_receive,
+            self._m,
+            _integer(ticket, 0, 2**64 - 1, "ticket"),
+            _timeout_ms(timeout),
+        )
+        return reply
+
     def send_fd(self, fd: FileDescriptor, name: str) -> None:
         """Pass descriptor ``fd`` (an int or an object with ``fileno()``) to
         QEMU under ``name`` (QMP ``getfd`` with SCM_RIGHTS); ``fd`` stays
@@ -649,31 +676,10 @@ class Machine:
         ``(name, match)`` filters, e.g.
         ``[("STOP", None), ("SHUTDOWN", {"data": {"guest": True}})]``.
         An empty list raises :class:`InvalidArgument`."""
-        pairs = []
-        for pair in filters:
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(
-                    f"each filter must be a (name, match) pair, not {pair!r}"
-                )
-            name, match = pair
-            if name is not None and not isinstance(name, str):
-                raise TypeError(
-                    f"a filter's name must be a str or None, not {name!r}"
-                )
-            if match is not None and not isinstance(
-                match, collections.abc.Mapping
-            ):
-                raise TypeError(
-                    f"a filter's match must be a dict or None, not {match!r}"
-                )
-            pairs.append([name, None if match is None else dict(match)])
-        if not pairs:
-            # The library would wait the whole timeout for nothing.
-            raise InvalidArgument("events_wait() needs at least one filter")
         event: JsonObject = _call_json(
             lib.qm_events_wait,
             self._m,
-            json.dumps(pairs).encode("utf-8"),
+            _filters_json(filters, "events_wait()"),
             _timeout_ms(timeout),
         )
         return event
@@ -691,6 +697,24 @@ class Machine:
         waiting (possibly ``[]``)."""
         events: List[JsonObject] = _call_json(lib.qm_events_take, self._m)
         return events
+
+    def listen(
+        self, filters: Optional[Iterable[EventFilter]] = None
+    ) -> Listener:
+        """A :class:`Listener`: a queue of its own that receives a copy of
+        every event passing ``filters`` (``None``: every event; else
+        ``(name, match)`` pairs as :meth:`events_wait` takes) from now on,
+        through any number of launches, until it is closed. The machine's
+        own queue is unaffected. Use it as a context manager::
+
+            with vm.listen([("STOP", None)]) as stops:
+                vm.command("stop")
+                event = stops.wait(timeout=5)
+        """
+        filters_json = (
+            None if filters is None else _filters_json(filters, "listen()")
+        )
+        return Listener._new(self._m, filters_json)
 
     # -- serial console -------------------------------------------------------
 
@@ -737,17 +761,66 @@ class Machine:
     ) -> None:
         """Send ``data`` (any bytes; a ``str`` is sent as UTF-8) to the
         console. Nothing is appended: end a command with ``"\\r"``."""
-        if isinstance(data, str):
-            raw = data.encode("utf-8")
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            raw = bytes(data)
-        else:
-            raise TypeError(
-                f"data must be bytes or str, not {type(data).__name__}"
-            )
+        raw = _data(data, "data")
         _call(lib.qm_console_write, self._m, raw, len(raw))
 
     def console_read(self) -> str:
         """The console output after the read cursor, without waiting
         (possibly ``""``); the cursor moves to the end."""
         return _call_string(lib.qm_console_read, self._m)
+
+    def console_read_bytes(self) -> bytes:
+        """As :meth:`console_read`, byte-exact (NUL bytes and invalid UTF-8
+        included): the console output after the read cursor, without
+        waiting; the cursor moves to the end."""
+        return _call_bytes(lib.qm_console_read_bytes, self._m)
+
+
+def probe(
+    binary: StrPath, what: str, name: str, timeout: Seconds = 30.0
+) -> bool:
+    """Whether the QEMU binary ``binary`` has ``name`` of kind ``what``:
+    ``"machine"`` (a machine type or alias), ``"device"`` (a device type),
+    ``"accel"`` (``"tcg"``, ``"kvm"``, ``"qtest"``), ``"cpu"`` (a CPU model)
+    or ``"command"`` (a QMP command), e.g. ``probe("qemu-system-x86_64",
+    "device", "virtio-serial-pci")``.
+
+    The first question about a binary starts one short-lived ``-machine
+    none`` QEMU (within ``timeout``) that answers every question; the
+    answers are kept for the process, so later calls start nothing. QEMU
+    inherits this process's environment (e.g. ``QEMU_MODULE_DIR``). Raises
+    :class:`LaunchError` if the binary does not start, :class:`Timeout`,
+    and :class:`InvalidArgument` for an unknown ``what``.
+    """
+    present = c_bool()
+    _call(
+        lib.qm_probe,
+        _path(binary, "binary"),
+        _text(what, "what"),
+        _text(name, "name"),
+        _timeout_ms(timeout),
+        byref(present),
+    )
+    return present.value
+
+
+def migrate(src: Machine, dst: Machine, timeout: Seconds = 60.0) -> None:
+    """Live-migrate the running machine ``src`` into ``dst``, launched with
+    ``-incoming defer``: migration events are enabled on both, the two ends
+    of a socketpair passed to them, ``migrate-incoming`` run on ``dst`` and
+    ``migrate`` on ``src``, and both sides' ``MIGRATION`` events awaited
+    until they report ``completed`` (and ``src`` settles in
+    ``postmigrate``), all within ``timeout``.
+
+    Raises :class:`CommandError` (a side failed, was cancelled or refused a
+    step; the message holds both sides' migration status),
+    :class:`Disconnected` (QEMU died on either side), :class:`Timeout`,
+    :class:`AddDeviceError` (a monitor that is not a Unix socket),
+    :class:`StateError` (not running).
+    """
+    for what, machine in (("src", src), ("dst", dst)):
+        if not isinstance(machine, Machine):
+            raise TypeError(
+                f"{what} must be a Machine, not {type(machine).__name__}"
+            )
+    _call(lib.qm_migrate, src._m, dst._m, _timeout_ms(timeout))

@@ -18,3 +18,30 @@ def boot(machine):
     output = machine.console_wait("QM-GUEST-READY", "Kernel panic", timeout=60)
     machine.console_wait(PROMPT, timeout=30)
     return output
+
+
+def guest_args(guest_dir):
+    """QEMU's arguments for the test guest, its console on ttyS0."""
+    return [
+        "-accel", "tcg", "-m", "256", "-nodefaults", "-no-reboot",
+        "-kernel", str(guest_dir / "vmlinux"),
+        "-initrd", str(guest_dir / "initramfs.cpio.gz"),
+        "-append", "console=ttyS0 panic=-1",
+    ]
+
+
+def kernel_release(guest_dir):
+    """The kernel release the test guest runs (from its package name)."""
+    package = (guest_dir / "kernel-package").read_text().strip()
+    return package[len("linux-image-"):]
+
+
+def open_fds():
+    """This process's open descriptors and what they are."""
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            pass  # the directory's own descriptor
+    return fds

@@ -1,30 +1,72 @@
-"""The README example runs, and the README shows it verbatim."""
+"""The examples run, and the README shows them verbatim."""
 
 import os
 import subprocess
 import sys
 
-from support import PACKAGE_ROOT
+import pytest
+from support import PACKAGE_ROOT, kernel_release
 
-EXAMPLE = PACKAGE_ROOT / "examples" / "readme_example.py"
+EXAMPLES = PACKAGE_ROOT / "examples"
 
 
-def test_readme_example_runs():
-    assert len(EXAMPLE.read_text().splitlines()) <= 25
+def run_example(name, *args):
+    example = EXAMPLES / name
+    assert len(example.read_text().splitlines()) <= 30
     result = subprocess.run(
-        [sys.executable, str(EXAMPLE)],
+        [sys.executable, str(example), *map(str, args)],
         env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "status: running" in result.stdout
-    assert "event: STOP" in result.stdout
-    assert "status: paused" in result.stdout
-    assert "exit code: 0" in result.stdout
+    return result.stdout
 
 
-def test_readme_shows_the_example():
+def test_readme_example_runs():
+    output = run_example("readme_example.py")
+    assert "status: running" in output
+    assert "event: STOP" in output
+    assert "status: paused" in output
+    assert "exit code: 0" in output
+
+
+def test_agent_example_runs(guest_dir):
+    output = run_example("agent_example.py", guest_dir)
+    assert output.splitlines() == [
+        "exit code: 0",
+        f"output: {kernel_release(guest_dir)}",
+    ]
+
+
+def test_qtest_example_runs(qtest_accel_dir):
+    lines = run_example("qtest_example.py", qtest_accel_dir).splitlines()
+    assert lines[0].startswith("seconds: ")
+    before, after = (int(n) for n in lines[0].split(",")[0][9:].split(" -> "))
+    assert (after - before) % 60 in (2, 3, 4)
+    assert lines[1:] == ["IRQ 8 raised: True", "IRQ 8 after register C: False"]
+
+
+def test_asyncio_example_runs():
+    assert run_example("asyncio_example.py").splitlines() == [
+        "statuses: {'running'}",
+        "event: STOP",
+        "listener: STOP",
+        "listener: RESUME",
+        "exit code: 0",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "readme_example.py",
+        "agent_example.py",
+        "qtest_example.py",
+        "asyncio_example.py",
+    ],
+)
+def test_readme_shows_the_example(name):
     readme = (PACKAGE_ROOT / "README.md").read_text()
-    assert f"```python\n{EXAMPLE.read_text()}```\n" in readme
+    assert f"```python\n{(EXAMPLES / name).read_text()}```\n" in readme
