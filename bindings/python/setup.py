@@ -22,6 +22,7 @@ incremental.
 """
 
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 from setuptools_rust import Binding, RustExtension, Strip, build_rust
 
@@ -116,6 +118,20 @@ class sdist_with_crate(sdist):
         package_crate(crate_dir(), Path(base_dir) / SDIST_CRATE)
 
 
+class build_py_afresh(build_py):
+    """Empties the package's build directory first: pip builds in build/,
+    kept between builds, and a module since deleted from the sources would
+    otherwise stay in the next wheels."""
+
+    def run(self):
+        if not getattr(self, "editable_mode", False):
+            for package in self.packages or ():
+                built = Path(self.build_lib, *package.split("."))
+                if built.resolve() != (HERE / package).resolve():
+                    shutil.rmtree(built, ignore_errors=True)
+        super().run()
+
+
 class build_rust_as_library(build_rust):
     """Installs the library as qemu_machine/libqemu_machine.so rather
     than under a Python extension module's name."""
@@ -149,6 +165,7 @@ setup(
     ],
     cmdclass={
         "sdist": sdist_with_crate,
+        "build_py": build_py_afresh,
         "build_rust": build_rust_as_library,
         "bdist_wheel": bdist_wheel_any_python,
     },
