@@ -32,6 +32,9 @@ import pytest
 from support import NONE_ARGS, PACKAGE_ROOT, QEMU, REPO
 
 WORK = REPO / "target" / "python-packaging"
+# Shared by the builds from the checkout and from the sdist: cargo tells
+# their sources apart by modification time only, which is sound here, the
+# sdist being made from the checkout in the same run, with newer times.
 CARGO_TARGET = REPO / "target" / "python"
 RELEASE_LIB = REPO / "target" / "release" / "libqemu_machine.so"
 LIB = "libqemu_machine.so"
