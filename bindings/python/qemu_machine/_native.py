@@ -27,13 +27,15 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 __all__ = ["LibraryNotFoundError", "lib", "library_path"]
 
 _LIB_ENV = "QEMU_MACHINE_LIB"
 _PREFIX_ENV = "QEMU_MACHINE_PREFIX"
 _SONAME = "libqemu_machine.so.0"
+# The file name cargo gives the library; also the one bundled in the package.
+_BUNDLED = "libqemu_machine.so"
 
 
 class LibraryNotFoundError(ImportError):
@@ -268,29 +270,34 @@ _PROTOTYPES = {
 }
 
 
-def _candidates(tried: List[str]) -> List[str]:
-    """The libraries to try, best first (see the package documentation);
-    notes what was looked for without a result in ``tried``."""
+def _candidates() -> Iterator[Tuple[str, Optional[str]]]:
+    """The libraries to try, best first (see the package documentation), as
+    ``(path, None)``; what was looked for and not found comes in its place
+    as ``(what, why)``."""
     explicit = os.environ.get(_LIB_ENV)
     if explicit:
         # An explicit choice is never silently replaced by another library.
-        return [explicit]
-    found: List[str] = []
+        yield explicit, None
+        return
     prefix = os.environ.get(_PREFIX_ENV)
     if prefix:
-        found.append(str(Path(prefix) / "lib" / _SONAME))
+        yield str(Path(prefix) / "lib" / _SONAME), None
+    package = Path(__file__).resolve().parent
+    # Put there when pip built the package (setup.py).
+    bundled = package / _BUNDLED
+    if bundled.is_file():
+        yield str(bundled), None
+    else:
+        yield str(bundled), "not bundled (the package was not built by pip)"
+    # In a source checkout: REPO/bindings/python/qemu_machine/_native.py.
+    if len(package.parents) > 2:
+        for profile in ("release", "debug"):
+            yield str(package.parents[2] / "target" / profile / _BUNDLED), None
     installed = ctypes.util.find_library("qemu_machine")
     if installed:
-        found.append(installed)
+        yield installed, None
     else:
-        tried.append('  ctypes.util.find_library("qemu_machine"): not found')
-    # In a source checkout: REPO/bindings/python/qemu_machine/_native.py.
-    parents = Path(__file__).resolve().parents
-    if len(parents) > 3:
-        for profile in ("release", "debug"):
-            lib_file = parents[3] / "target" / profile / "libqemu_machine.so"
-            found.append(str(lib_file))
-    return found
+        yield 'ctypes.util.find_library("qemu_machine")', "not found"
 
 
 def _declare(dll: ctypes.CDLL) -> None:
@@ -302,7 +309,10 @@ def _declare(dll: ctypes.CDLL) -> None:
 
 def _load() -> Tuple[ctypes.CDLL, str]:
     tried: List[str] = []
-    for candidate in _candidates(tried):
+    for candidate, missing in _candidates():
+        if missing is not None:
+            tried.append(f"  {candidate}: {missing}")
+            continue
         try:
             dll = ctypes.CDLL(candidate)
             _declare(dll)
@@ -313,9 +323,11 @@ def _load() -> Tuple[ctypes.CDLL, str]:
     raise LibraryNotFoundError(
         "cannot load libqemu_machine; tried:\n"
         + "\n".join(tried)
-        + f"\nSet {_LIB_ENV} to the library's full path, or "
-        f"{_PREFIX_ENV} to its install prefix, or build it with "
-        "'cargo build --release' in the repository."
+        + "\nInstall the package with pip (it builds and bundles the "
+        "library: pip install ./bindings/python in the repository), or set "
+        f"{_LIB_ENV} to the library's full path, or {_PREFIX_ENV} to its "
+        "install prefix, or build it with 'cargo build --release' in the "
+        "repository."
     )
 
 
