@@ -155,7 +155,10 @@ fn split_commands_and_tickets() {
     let reply = loop {
         match m.command_receive(t, ms(0)) {
             Ok(reply) => break reply,
-            Err(Error::Timeout(_)) => polls += 1,
+            Err(Error::Timeout(why)) => {
+                assert!(why.contains("no reply to 'query-status' (ticket"), "{why}");
+                polls += 1
+            }
             Err(e) => panic!("{e}"),
         }
     };

@@ -44,7 +44,7 @@ use crate::qmp::framing::Reply;
 use crate::qmp::listeners::ListenerSet;
 use crate::qmp::trace::Trace;
 use crate::qmp::wire::Arguments;
-use crate::qmp::{ConnectOptions, OnTimeout, QmpConnection};
+use crate::qmp::{ConnectOptions, QmpConnection};
 use launch::Transport;
 use lifecycle::{Core, Need, Phase};
 use run::{Origin, Run, RunFiles, RunParts};
@@ -287,7 +287,7 @@ impl Machine {
         let run = self.core.run(Need::Live)?;
         let ticket = run
             .qmp()?
-            .send(cmd, args, None, None)
+            .send_split(cmd, args)
             .map_err(|e| run.explain(e))?;
         if cmd == "quit" {
             run.quit_issued.store(true, Ordering::SeqCst);
@@ -305,12 +305,7 @@ impl Machine {
         let run = self.core.run(Need::Any)?;
         let reply = run
             .qmp()?
-            .receive(
-                ticket.0,
-                Deadline::after(timeout),
-                OnTimeout::Keep,
-                "the command",
-            )
+            .receive_split(ticket.0, Deadline::after(timeout))
             .map_err(|e| run.explain(e))?;
         Ok(reply.to_json_text())
     }

@@ -18,9 +18,11 @@
 //! stays queued until QEMU has read it, so the stream is never cut. Events
 //! carry no reply and can come anywhere, also before the greeting.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::channel::{Channel, Closed, Ordered, OrderedReplies, Protocol, SendError, State};
@@ -92,7 +94,7 @@ pub(crate) struct ConnectOptions {
 
 /// A ticket's reply being waited for: what to do if the wait times out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnTimeout {
+enum OnTimeout {
     /// The caller gives up: a late reply is dropped.
     Abandon,
     /// The ticket stays valid for another try.
@@ -103,6 +105,9 @@ pub(crate) enum OnTimeout {
 pub(crate) struct QmpConnection {
     channel: Channel<Qmp>,
     greeting: Value,
+    /// The command of each ticket sent by [`QmpConnection::send_split`]
+    /// and not yet received, for messages.
+    split: Mutex<HashMap<u64, String>>,
 }
 
 impl std::fmt::Debug for QmpConnection {
@@ -145,7 +150,11 @@ impl QmpConnection {
                 ))
             })?;
         check_greeting(&greeting)?;
-        let connection = QmpConnection { channel, greeting };
+        let connection = QmpConnection {
+            channel,
+            greeting,
+            split: Mutex::new(HashMap::new()),
+        };
         let reply = connection
             .execute("qmp_capabilities", None, deadline)
             .map_err(|e| match e {
@@ -219,10 +228,32 @@ impl QmpConnection {
         }
     }
 
+    /// Send a command without waiting (see [`QmpConnection::send`]),
+    /// its reply to be collected with [`QmpConnection::receive_split`].
+    pub(crate) fn send_split(&self, cmd: &str, args: Option<&Arguments>) -> Result<u64> {
+        let ticket = self.send(cmd, args, None, None)?;
+        self.split.lock().insert(ticket, cmd.to_string());
+        Ok(ticket)
+    }
+
+    /// The reply to a ticket of [`QmpConnection::send_split`]: on timeout
+    /// the ticket stays valid; every other outcome consumes it.
+    pub(crate) fn receive_split(&self, ticket: u64, deadline: Deadline) -> Result<Reply> {
+        let what = match self.split.lock().get(&ticket) {
+            Some(cmd) => format!("'{cmd}' (ticket {ticket})"),
+            None => format!("ticket {ticket}"),
+        };
+        let result = self.receive(ticket, deadline, OnTimeout::Keep, &what);
+        if !matches!(result, Err(Error::Timeout(_))) {
+            self.split.lock().remove(&ticket);
+        }
+        result
+    }
+
     /// The reply to `ticket` (`what` names it in messages). On timeout the
     /// ticket is kept or abandoned as `on_timeout` says; every other
     /// outcome consumes it.
-    pub(crate) fn receive(
+    fn receive(
         &self,
         ticket: u64,
         deadline: Deadline,

@@ -8,4 +8,4 @@ pub(crate) mod listeners;
 pub(crate) mod trace;
 pub mod wire;
 
-pub(crate) use connection::{ConnectOptions, OnTimeout, QmpConnection};
+pub(crate) use connection::{ConnectOptions, QmpConnection};

@@ -13,10 +13,12 @@ The library is loaded at import, from the first of these that loads:
 
 1. ``$QEMU_MACHINE_LIB``, the library's full path (when set, nothing else
    is tried);
-2. the installed library: ``$QEMU_MACHINE_PREFIX/lib/libqemu_machine.so.0``
-   if that variable is set, then ``ctypes.util.find_library("qemu_machine")``;
-3. in a source checkout, the repository's ``target/release`` then
-   ``target/debug`` build of ``libqemu_machine.so``.
+2. ``$QEMU_MACHINE_PREFIX/lib/libqemu_machine.so.0``, if that variable is
+   set;
+3. the library bundled in the package (``pip install`` builds it);
+4. in a source checkout, the repository's ``target/release`` then
+   ``target/debug`` build of ``libqemu_machine.so``;
+5. ``ctypes.util.find_library("qemu_machine")``.
 
 If none loads, the import raises :class:`LibraryNotFoundError` (an
 ``ImportError``) listing what was tried.

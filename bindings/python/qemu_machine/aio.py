@@ -672,8 +672,7 @@ class AsyncListener:
 
     ``await events.wait(timeout)`` removes and returns the oldest event;
     ``async for event in events`` waits for each next one and ends when no
-    more can come (the run has ended, or the machine was never launched,
-    and the queue is empty). ``async with`` closes it at the end of the
+    more can come (the run has ended and the queue is empty). ``async with`` closes it at the end of the
     block. Cancelling a waiting task consumes no event.
     """
 

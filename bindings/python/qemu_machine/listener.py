@@ -32,8 +32,10 @@ class Listener:
 
     ``with machine.listen(...) as events:`` closes the listener at the end
     of the block. Iterating over it waits for each next event and ends when
-    no more can come: the machine's run has ended (or it never launched, or
-    it was closed) and the listener's queue is empty::
+    no more can come: the machine's run has ended (or the machine was
+    closed) and the listener's queue is empty. Before the machine's first
+    launch, waiting raises :class:`StateError`, as :meth:`Machine.event_wait`
+    does::
 
         with vm.listen([("STOP", None), ("RESUME", None)]) as events:
             vm.command("stop")
@@ -65,10 +67,10 @@ class Listener:
 
     def wait(self, timeout: Seconds = 60.0) -> JsonObject:
         """Remove and return the oldest event of the listener, waiting up
-        to ``timeout`` for one (0 polls). Raises :class:`Timeout`, or
+        to ``timeout`` for one (0 polls). Raises :class:`Timeout`;
         :class:`Disconnected` at once when nothing is queued and no event
-        can come (the machine is not running: never launched, its run
-        ended, or it was closed)."""
+        can come (the machine's run ended, or the machine was closed);
+        :class:`StateError` before the machine's first launch."""
         event: JsonObject = _call_json(
             lib.qm_listener_wait, self._l, _timeout_ms(timeout)
         )

@@ -58,9 +58,26 @@ def test_asyncio_example_runs():
     ]
 
 
+def test_pytest_example_passes():
+    """Run as a user runs it: pytest on the file, the plugin loaded by name
+    here (an installed package registers it by its entry point)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-p", "no:qemu_machine", "-p", "qemu_machine.pytest_plugin",
+         "-rs", str(EXAMPLES / "test_pytest_example.py")],
+        env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize(
     "name",
     [
+        "test_pytest_example.py",
         "readme_example.py",
         "agent_example.py",
         "qtest_example.py",

@@ -243,6 +243,36 @@ def test_install_wheel(tools, dist, tmp_path):
     check_installed(venv, tmp_path)
 
 
+PLUGIN_TEST = """
+def test_fails(qemu_machine):
+    vm = qemu_machine({qemu!r}, args={args!r}, machine_type="none")
+    vm.launch()
+    vm.command("stop")
+    assert False, "deliberate"
+"""
+
+
+def test_installed_package_registers_the_pytest_plugin(tools, dist, tmp_path):
+    """With the wheel installed, pytest finds the qemu_machine fixture by
+    the package's entry point: nothing to configure."""
+    venv = fresh_venv("venv-pytest")
+    pip_install(tools, venv, "-q", dist["wheel"], "pytest")
+    (tmp_path / "test_plugin.py").write_text(
+        PLUGIN_TEST.format(qemu=QEMU, args=list(NONE_ARGS))
+    )
+    result = subprocess.run(
+        [venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         f"--qemu-artifacts={tmp_path / 'artifacts'}", "test_plugin.py"],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed" in result.stdout, result.stdout
+    assert "qemu-machine 0: events (tail)" in result.stdout, result.stdout
+    assert '"STOP"' in result.stdout
+    assert list((tmp_path / "artifacts").glob("*test_fails/machine-0/qemu.log"))
+
+
 def test_install_sdist(tools, dist, tmp_path):
     """pip unpacks the sdist and builds the crate from rust/ there."""
     venv = fresh_venv("venv-sdist")
