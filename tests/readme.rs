@@ -1,6 +1,6 @@
 //! Every code example in README.md is a file that the tests build and run
-//! (C: tests/install.rs; C++: tests/c_api.rs; Rust: here; Python and Go:
-//! their own test suites). This checks that the README shows each of them
+//! (C: tests/install.rs and tests/c_api.rs; C++: tests/c_api.rs; Rust:
+//! here; Python and Go: their own test suites). This checks that the README shows each of them
 //! verbatim, so the README cannot drift from what is tested.
 
 use std::path::Path;
@@ -8,10 +8,18 @@ use std::process::Command;
 
 const EXAMPLES: &[(&str, &str)] = &[
     ("c", "examples/readme.c"),
+    ("c", "examples/qtest_rtc.c"),
+    ("c", "examples/ci_test.c"),
     ("cpp", "examples/readme.cpp"),
     ("rust", "examples/rust_api.rs"),
+    ("python", "bindings/python/examples/test_pytest_example.py"),
     ("python", "bindings/python/examples/readme_example.py"),
+    ("python", "bindings/python/examples/asyncio_example.py"),
+    ("python", "bindings/python/examples/agent_example.py"),
+    ("python", "bindings/python/examples/qtest_example.py"),
     ("go", "bindings/go/examples/readme/main.go"),
+    ("go", "bindings/go/examples/listen/main.go"),
+    ("go", "bindings/go/examples/qemumachinetest/example_test.go"),
 ];
 
 fn repo() -> &'static Path {
