@@ -169,16 +169,21 @@ mod tests {
         format!("## {n} dropped").into_bytes()
     }
 
-    #[test]
-    fn fifo_without_reader_fails_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fifo");
+    fn fifo(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("fifo");
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
             &path,
             rustix::fs::Mode::from_raw_mode(0o600),
         )
         .unwrap();
+        path
+    }
+
+    #[test]
+    fn fifo_without_reader_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fifo(dir.path());
         let err = Sink::open(&path).unwrap_err();
         assert!(err.to_string().contains("FIFO with no reader"), "{err}");
     }
@@ -186,13 +191,7 @@ mod tests {
     #[test]
     fn stalled_and_vanished_readers_neither_block_nor_signal() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fifo");
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .unwrap();
+        let path = fifo(dir.path());
         let reader = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)

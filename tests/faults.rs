@@ -496,10 +496,22 @@ fn memory_kib() -> (u64, u64) {
 fn memory_stays_bounded_against_big_events_and_endless_lines() {
     let (rss_before, _) = memory_kib();
     let m = launched_fake(Scenario::BigEventFlood);
-    let err = m.event_wait(Some("NEVER"), None, ms(3000)).unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    // Read the flood until it has overflowed the queue (how long that
+    // takes depends on the machine's load), then some more.
+    let t = Instant::now();
+    let mut rounds_after_overflow = 0;
+    while rounds_after_overflow < 3 {
+        assert!(
+            elapsed_ms(t) < 60_000,
+            "the flood never overflowed the queue"
+        );
+        let err = m.event_wait(Some("NEVER"), None, ms(500)).unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err}");
+        if m.events_dropped() > 0 {
+            rounds_after_overflow += 1;
+        }
+    }
     let (rss, _) = memory_kib();
-    assert!(m.events_dropped() > 0, "the flood overflowed the queue");
     // The queue keeps 16 MiB of event text; allow for the parsed values.
     assert!(
         rss.saturating_sub(rss_before) < 96 << 10,
