@@ -45,7 +45,7 @@ $(RELEASE)/demo: examples/demo.c build
 	$(CC) $(CFLAGS_STRICT) -Iinclude -o $@ examples/demo.c \
 		-L$(RELEASE) -Wl,-rpath,$(abspath $(RELEASE)) -lqemu_machine
 
-demo: deps guest qtest-accel build $(RELEASE)/demo
+demo: deps guest build $(RELEASE)/demo
 	$(RELEASE)/demo target/guest
 
 # The three suites are independent: they run at once, each one's output
