@@ -201,29 +201,44 @@ static void metric_wire(int n) {
     DRIVER->shutdown(vm);
 }
 
-/* launch -> QMP ready while this process holds `gib` GiB of touched
- * memory (fork copies the caller's page tables; that is what this shows).
- * The shutdown is not timed. */
-static void metric_ready(int gib, int n, double *s) {
-    size_t size = (size_t)gib << 30;
-    char *hold = NULL;
-    int i;
-    if (size > 0) {
-        hold = malloc(size);
-        if (hold == NULL) {
-            die("cannot allocate %d GiB", gib);
+/* launch -> QMP ready while this process holds 0, then more GiB of
+ * touched memory (fork copies the caller's page tables; that is what this
+ * shows). `sizes` lists the sizes in GiB, ascending ("0,4,8"): the held
+ * memory grows to each in turn, and `n` launches (after one untimed) are
+ * timed at each, as series "0", "4", "8". The shutdown is not timed. */
+static void metric_ready(const char *sizes, int n) {
+    char *held[64];
+    int nheld = 0, have = 0, i;
+    const char *p = sizes;
+    while (*p != '\0') {
+        char *end, name[16];
+        int gib = (int)strtol(p, &end, 10);
+        if (end == p || gib < have || nheld == 64) {
+            die("bad sizes %s", sizes);
         }
-        memset(hold, 1, size);
-    }
-    for (i = -1; i < n; i++) { /* one warm-up launch */
-        double t = now_us();
-        struct vm *vm = DRIVER->launch();
-        if (i >= 0) {
-            s[i] = now_us() - t;
+        if (gib > have) {
+            size_t size = (size_t)(gib - have) << 30;
+            held[nheld] = malloc(size);
+            if (held[nheld] == NULL) {
+                die("cannot allocate %d GiB", gib);
+            }
+            memset(held[nheld++], 1, size);
+            have = gib;
         }
-        DRIVER->shutdown(vm);
+        snprintf(name, sizeof name, "%d", gib);
+        for (i = -1; i < n; i++) {
+            double t = now_us();
+            struct vm *vm = DRIVER->launch();
+            if (i >= 0) {
+                series_add(name, now_us() - t);
+            }
+            DRIVER->shutdown(vm);
+        }
+        p = *end == ',' ? end + 1 : end;
     }
-    free(hold);
+    while (nheld > 0) {
+        free(held[--nheld]);
+    }
 }
 
 static void metric_schema(int n, double *s) {
@@ -427,7 +442,7 @@ static int bench_main(const struct driver *driver, int argc, char **argv) {
     double *samples;
     DRIVER = driver;
     if (argc != 3) {
-        fprintf(stderr, "usage: %s cycle|rtt|schema|stop|vm16|vm64|vm256|wire|readyGIB N\n",
+        fprintf(stderr, "usage: %s cycle|rtt|schema|stop|vm16|vm64|vm256|wire|readyGIB,... N\n",
                 argv[0]);
         return 2;
     }
@@ -453,7 +468,8 @@ static int bench_main(const struct driver *driver, int argc, char **argv) {
         metric_wire(n);
         n = 0;
     } else if (strncmp(metric, "ready", 5) == 0 && metric[5] >= '0' && metric[5] <= '9') {
-        metric_ready(atoi(metric + 5), n, samples);
+        metric_ready(metric + 5, n);
+        n = 0;
     } else if (driver->extra_metric != NULL && driver->extra_metric(metric, n)) {
         n = 0;
     } else {

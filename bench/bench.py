@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -75,11 +76,6 @@ class Metric:  # pylint: disable=too-few-public-methods,too-many-arguments
         self.unit, self.desc = unit, desc
 
 
-def ready_metric(gib, full, quick):
-    return Metric(f"ready{gib}", [RAW, QMC, POPEN], full, quick, "ms",
-                  f"launch -> QMP ready, host holding {gib} GiB")
-
-
 # (total iterations, rounds) for the full and the quick run. The counts
 # keep a full run near 10 minutes on 2 cores.
 PLAN = [
@@ -93,12 +89,12 @@ PLAN = [
     Metric("vm64", [RAW, QMC, QMPY, LEGACY], (3, 3), (1, 1), "ms", "64 VMs up at once (wall)"),
     Metric("vm256", [RAW, QMC], (3, 3), (1, 1), "ms",
            "256 VMs up, 100 commands each from 16 threads, all shut down (wall)"),
+    # launch -> ready with the contender holding memory: each run holds 0,
+    # then 4, then 8 GiB (quick run: 0, then 1), launching at each size.
+    # One contender runs at a time, alone on the machine.
+    Metric("ready", [RAW, QMC, POPEN], (20, 5), (3, 1), "ms", "launch -> QMP ready, host holding"),
 ]
-# launch -> ready with the contender holding memory: 0, 4 and 8 GiB (quick
-# run: 0 and 1 GiB). One contender runs at a time, alone on the machine.
-READY_FULL = [ready_metric(0, (20, 5), None), ready_metric(4, (20, 5), None),
-              ready_metric(8, (20, 5), None)]
-READY_QUICK = [ready_metric(0, None, (3, 1)), ready_metric(1, None, (3, 1))]
+READY_SIZES = {"full": [0, 4, 8], "quick": [0, 1]}
 WIRE_WHO = [RAW, IDS, QMC, QMPY, LEGACY, ASYNC]
 WIRE_N = {"full": (100, 1100), "quick": (10, 60)}
 
@@ -118,10 +114,30 @@ READY_TARGET = 1.10  # largest memory size vs 0 GiB, qm C against itself
 FDS_PER_VM_TARGET = 3.0
 
 
+def run_group(argv, timeout=900):
+    """Run a contender in a process group of its own and return its
+    stdout; whatever is left of the group afterwards (the QEMUs of a
+    contender that failed) is killed."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    ok = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        ok = proc.returncode == 0
+    finally:
+        if not ok:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    if not ok:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{err}")
+    return out
+
+
 def run(cmd, metric, n):
-    out = subprocess.run(cmd + [metric, str(n)], check=True, capture_output=True, text=True,
-                         timeout=900)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(run_group(cmd + [metric, str(n)]).strip().splitlines()[-1])
 
 
 def percentile(samples, p):
@@ -135,6 +151,12 @@ def mem_available_gib():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) / (1 << 20)
     return 0.0
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages (other work on the machine)."""
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def thp_mode():
@@ -161,18 +183,21 @@ def wait_for_memory(gib, name):
 
 def measure(plan, quick):
     results = {}
+    sizes = READY_SIZES["quick" if quick else "full"]
     for m in plan:
         total, rounds = m.quick if quick else m.full
         per_round = max(1, total // rounds)
-        gib = int(m.key[5:]) if m.key.startswith("ready") else 0
+        arg = m.key
+        if m.key == "ready":
+            arg = "ready" + ",".join(str(gib) for gib in sizes)
         for r in range(rounds):
             order = m.who[r % len(m.who):] + m.who[:r % len(m.who)]
             for name in order:
-                if gib and not wait_for_memory(gib, f"{m.key} {name}"):
+                if m.key == "ready" and not wait_for_memory(max(sizes), f"{m.key} {name}"):
                     results.setdefault(m.key, {}).setdefault(name, None)
                     continue
                 t = time.monotonic()
-                got = run(CONTENDERS[name], m.key, per_round)
+                got = run(CONTENDERS[name], arg, per_round)
                 slot = results.setdefault(m.key, {}).get(name)
                 if slot is None:
                     slot = results[m.key][name] = {"samples_us": [], "peak_rss_kib": [],
@@ -198,9 +223,9 @@ def socket_bytes(cmd, n):
     wire metric with n commands (QEMU is let go at its execve)."""
     with tempfile.TemporaryDirectory() as d:
         prefix = os.path.join(d, "trace")
-        subprocess.run(["strace", "-f", "-b", "execve", "-ff", "-y", "-qq", "-e", "signal=none",
-                        "-e", "trace=write,writev,sendto,sendmsg,sendmmsg", "-o", prefix] +
-                       cmd + ["wire", str(n)], check=True, capture_output=True, timeout=600)
+        run_group(["strace", "-f", "-b", "execve", "-ff", "-y", "-qq", "-e", "signal=none",
+                   "-e", "trace=write,writev,sendto,sendmsg,sendmmsg", "-o", prefix] +
+                  cmd + ["wire", str(n)], timeout=600)
         total = 0
         for path in glob.glob(prefix + ".*"):
             with open(path, encoding="utf-8", errors="replace") as f:
@@ -277,6 +302,10 @@ def table(plan, results, wire, judge):
                 ok = value is not None and queue and value / queue <= FANOUT_TARGET
                 only_qm(f"{m.desc}, {label} (median)", cell(value, queue, fmt, "x queue"),
                         f"<= {FANOUT_TARGET:.2f}x queue", verdict(ok))
+            # Reference for l8t: the machine's queue, then 8 threads woken
+            # by a semaphore each (no listener).
+            only_qm(f"{m.desc}, queue then 8 threads woken (reference) (median)",
+                    cell(med.get("q8t"), queue, fmt, "x queue"))
             continue
         if m.key == "pipeline":
             series = res.get(QMC, {}).get("series", {}) if res.get(QMC) else {}
@@ -289,20 +318,26 @@ def table(plan, results, wire, judge):
 
         stats = {n: median_of(results, m.key, n) for n in COLUMNS}
         ref = stats[base]
-        if m.key.startswith("ready"):
-            gib = int(m.key[5:])
-            sizes = [int(x.key[5:]) for x in plan if x.key.startswith("ready")]
-            target, ok = "", ""
-            if gib == max(sizes) and gib > 0:
-                own0 = median_of(results, "ready0", QMC)
-                target = f"<= {READY_TARGET:.2f}x own 0 GiB"
-                if stats[QMC] is not None and own0:
-                    ratio = stats[QMC] / own0
-                    ok = f"{verdict(ratio <= READY_TARGET)} ({ratio:.2f}x)"
+        if m.key == "ready":
+            series = {n: (res[n]["series"] if res.get(n) else {}) for n in COLUMNS}
+            sizes = sorted({int(k) for n in COLUMNS for k in series[n]})
             skipped = [n for n in m.who if res.get(n, 1) is None]
-            label = f"{m.desc} (median)" + (" [skipped: no memory]" if skipped else "")
-            rows.append([label] + [cell(stats[n], ref if n != base else None, fmt)
-                                   for n in COLUMNS] + [target, ok])
+            own0 = None
+            for gib in sizes:
+                med = {n: statistics.median(series[n][str(gib)]) if series[n].get(str(gib))
+                       else None for n in COLUMNS}
+                own0 = med[QMC] if gib == 0 else own0
+                target, ok = "", ""
+                if gib == max(sizes) and gib > 0:
+                    target = f"<= {READY_TARGET:.2f}x own 0 GiB"
+                    if med[QMC] is not None and own0:
+                        ratio = med[QMC] / own0
+                        ok = f"{verdict(ratio <= READY_TARGET)} ({ratio:.2f}x)"
+                label = f"{m.desc} {gib} GiB (median)"
+                if skipped:
+                    label += " [some runs skipped: no memory]"
+                rows.append([label] + [cell(med[n], med[base] if n != base else None, fmt)
+                                       for n in COLUMNS] + [target, ok])
             continue
 
         target, ok = target_cell(m.key, stats[QMC], ref)
@@ -362,7 +397,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke test")
     parser.add_argument("--json", help="also write the raw samples to this file")
     args = parser.parse_args()
-    plan = PLAN + (READY_QUICK if args.quick else READY_FULL)
+    plan = PLAN
+    load_before = load_average()
     started = time.monotonic()
     results = measure(plan, args.quick)
     wire = measure_wire(args.quick)
@@ -375,6 +411,7 @@ def main():
           f"same run unless marked; transparent huge pages: {thp_mode()})")
     if args.quick:
         print("quick run: host memory for the launch rows is 0 and 1 GiB (full run: 0, 4, 8)")
+    print(f"load average before: {load_before}, after: {load_average()}")
     print()
     print(table(plan, results, wire, judge=not args.quick))
     if args.quick:

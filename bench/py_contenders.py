@@ -9,7 +9,7 @@
                  (metrics rtt, vm16, wire);
   popen          subprocess.Popen (vfork) launching QEMU with a socketpair
                  monitor, then the QMP greeting and qmp_capabilities (metrics
-                 readyGIB, wire).
+                 readyGIB,GIB..., wire).
 
 (Place for a future "qemu-machine-asyncio" contender, the binding's asyncio
 API: an async driver like QmpAsyncDriver, registered in DRIVERS below.)
@@ -294,19 +294,25 @@ def metric_wire(d, n):
     return [], 0.0
 
 
-def metric_ready(d, n, gib):
-    """launch -> QMP ready while this process holds `gib` GiB of touched
-    memory (bytes repetition fills it with memset); shutdown not timed."""
-    hold = b"\x01" * (gib << 30) if gib else b""
-    samples = []
-    for i in range(n + 1):  # one warm-up launch
-        t = now_us()
-        vm = d.launch()
-        if i >= 1:
-            samples.append(now_us() - t)
-        d.shutdown(vm)
-    del hold
-    return samples, 0.0
+def metric_ready(d, n, sizes):
+    """launch -> QMP ready while this process holds 0, then more GiB of
+    touched memory (bytes repetition fills it with memset): the held memory
+    grows to each size in turn, and n launches (after one untimed) are
+    timed at each. The shutdown is not timed."""
+    held, have, series = [], 0, {}
+    for gib in sizes:
+        if gib > have:
+            held.append(b"\x01" * ((gib - have) << 30))
+            have = gib
+        samples = series.setdefault(str(gib), [])
+        for i in range(n + 1):
+            t = now_us()
+            vm = d.launch()
+            if i >= 1:
+                samples.append(now_us() - t)
+            d.shutdown(vm)
+    del held
+    return series
 
 
 async def async_metric_rtt(d, n):
@@ -400,12 +406,13 @@ def main():
         sys.exit(__doc__)
     driver = DRIVERS[sys.argv[1]]()
     metric, n = sys.argv[2], int(sys.argv[3])
+    samples, per_vm, series = [], 0.0, {}
     if getattr(driver, "is_async", False):
         if metric not in ASYNC_METRICS:
             sys.exit(f"{sys.argv[1]} does not run {metric}")
         samples, per_vm = asyncio.run(ASYNC_METRICS[metric](driver, n))
-    elif metric.startswith("ready") and metric[5:].isdigit():
-        samples, per_vm = metric_ready(driver, n, int(metric[5:]))
+    elif metric.startswith("ready") and metric[5:6].isdigit():
+        series = metric_ready(driver, n, [int(x) for x in metric[5:].split(",")])
     elif metric in METRICS:
         samples, per_vm = METRICS[metric](driver, n)
     else:
@@ -413,7 +420,7 @@ def main():
     # VmHWM, not ru_maxrss: exec keeps the maximum of the image it replaced.
     rss = status_field("VmHWM:")
     print(json.dumps({"samples_us": samples, "peak_rss_kib": rss, "threads_per_vm": per_vm,
-                      "fds_per_vm": 0.0, "series": {}}))
+                      "fds_per_vm": 0.0, "series": series}))
 
 
 if __name__ == "__main__":

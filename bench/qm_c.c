@@ -10,7 +10,11 @@
  *               listener), "l8" (eight listeners, all waited for by the
  *               thread that sent `stop`), "l8t" (eight listeners, each
  *               waited for by a thread of its own; the sample ends when
- *               the last of them has the event).
+ *               the last of them has the event), and as a reference for
+ *               that one "q8t" (no listener: the sending thread takes the
+ *               event from the machine's queue and posts a semaphore of
+ *               each of eight threads; the sample ends when the last of
+ *               them runs) — what waking eight threads costs here.
  *   pipeline N  N batches of 1000 query-status of each variant: "seq"
  *               (qm_command one after the other) and "pipe" (all sent
  *               with qm_command_send, then all received with
@@ -19,6 +23,7 @@
 #include "bench.h"
 
 #include <qemu_machine.h>
+#include <semaphore.h>
 
 struct vm {
     qm_machine *m;
@@ -72,6 +77,7 @@ struct waiter {
     qm_listener *l;
     pthread_t thread;
     struct fanout *f;
+    sem_t go;   /* q8t: posted when the event is in hand */
     double got; /* when it had the event in hand */
 };
 
@@ -103,21 +109,30 @@ static void *waiter_main(void *arg) {
         f->ready++;
         pthread_cond_broadcast(&f->cond);
         pthread_mutex_unlock(&f->lock);
-        check(qm_listener_wait(w->l, 30000, NULL, &err), err, "qm_listener_wait");
-        w->got = now_us();
-        pthread_mutex_lock(&f->lock);
+        if (w->l != NULL) {
+            check(qm_listener_wait(w->l, 30000, NULL, &err), err, "qm_listener_wait");
+            w->got = now_us();
+            pthread_mutex_lock(&f->lock);
+        } else {
+            while (sem_wait(&w->go) != 0) {
+            }
+            w->got = now_us();
+            pthread_mutex_lock(&f->lock);
+        }
         f->done++;
         pthread_cond_broadcast(&f->cond);
         pthread_mutex_unlock(&f->lock);
     }
 }
 
-static const char *const FANOUT_VARIANTS[] = {"queue", "l1", "l8", "l8t"};
+static const char *const FANOUT_VARIANTS[] = {"queue", "l1", "l8", "l8t", "q8t"};
+enum { NVARIANTS = 5 };
 
 /* One block of `count` timed samples (after 3 untimed) of variant `v`. */
 static void fanout_block(struct vm *vm, int v, int count) {
     struct fanout f;
-    int listeners = v == 0 ? 0 : v == 1 ? 1 : LISTENERS, threaded = v == 3;
+    int listeners = v == 0 || v == 4 ? 0 : v == 1 ? 1 : LISTENERS;
+    int threaded = v >= 3, threads = threaded ? LISTENERS : 0;
     int i, k;
     qm_error *err = NULL;
     memset(&f, 0, sizeof f);
@@ -126,8 +141,11 @@ static void fanout_block(struct vm *vm, int v, int count) {
     for (k = 0; k < listeners; k++) {
         check(qm_listener_new(vm->m, "[[\"STOP\", null]]", &f.w[k].l, &err), err,
               "qm_listener_new");
+    }
+    for (k = 0; k < threads; k++) {
         f.w[k].f = &f;
-        if (threaded && pthread_create(&f.w[k].thread, NULL, waiter_main, &f.w[k]) != 0) {
+        sem_init(&f.w[k].go, 0, 0);
+        if (pthread_create(&f.w[k].thread, NULL, waiter_main, &f.w[k]) != 0) {
             die("pthread_create");
         }
     }
@@ -140,7 +158,7 @@ static void fanout_block(struct vm *vm, int v, int count) {
             f.done = 0;
             f.generation++;
             pthread_cond_broadcast(&f.cond);
-            while (f.ready < listeners) {
+            while (f.ready < threads) {
                 pthread_cond_wait(&f.cond, &f.lock);
             }
             pthread_mutex_unlock(&f.lock);
@@ -150,6 +168,19 @@ static void fanout_block(struct vm *vm, int v, int count) {
         if (v == 0) {
             qm_wait_event(vm, "STOP");
             end = now_us();
+        } else if (v == 4) {
+            qm_wait_event(vm, "STOP");
+            for (k = 0; k < threads; k++) {
+                sem_post(&f.w[k].go);
+            }
+            pthread_mutex_lock(&f.lock);
+            while (f.done < threads) {
+                pthread_cond_wait(&f.cond, &f.lock);
+            }
+            pthread_mutex_unlock(&f.lock);
+            for (k = 0; k < threads; k++) {
+                end = f.w[k].got > end ? f.w[k].got : end;
+            }
         } else if (!threaded) {
             for (k = 0; k < listeners; k++) {
                 check(qm_listener_wait(f.w[k].l, 30000, NULL, &err), err, "qm_listener_wait");
@@ -157,11 +188,11 @@ static void fanout_block(struct vm *vm, int v, int count) {
             end = now_us();
         } else {
             pthread_mutex_lock(&f.lock);
-            while (f.done < listeners) {
+            while (f.done < threads) {
                 pthread_cond_wait(&f.cond, &f.lock);
             }
             pthread_mutex_unlock(&f.lock);
-            for (k = 0; k < listeners; k++) {
+            for (k = 0; k < threads; k++) {
                 end = f.w[k].got > end ? f.w[k].got : end;
             }
         }
@@ -177,10 +208,11 @@ static void fanout_block(struct vm *vm, int v, int count) {
     f.quit = 1;
     pthread_cond_broadcast(&f.cond);
     pthread_mutex_unlock(&f.lock);
+    for (k = 0; k < threads; k++) {
+        pthread_join(f.w[k].thread, NULL);
+        sem_destroy(&f.w[k].go);
+    }
     for (k = 0; k < listeners; k++) {
-        if (threaded) {
-            pthread_join(f.w[k].thread, NULL);
-        }
         qm_listener_free(f.w[k].l);
     }
     pthread_cond_destroy(&f.cond);
@@ -194,8 +226,8 @@ static void metric_fanout(int n) {
     for (done = 0; done < n; done += BLOCK, block++) {
         int count = n - done < BLOCK ? n - done : BLOCK;
         /* The order of the variants rotates from block to block. */
-        for (v = 0; v < 4; v++) {
-            fanout_block(vm, (v + block) % 4, count);
+        for (v = 0; v < NVARIANTS; v++) {
+            fanout_block(vm, (v + block) % NVARIANTS, count);
         }
     }
     qm_shutdown_vm(vm);
