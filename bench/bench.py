@@ -205,6 +205,7 @@ def measure(plan, quick):
                                                    "threads_per_vm": 0.0, "fds_per_vm": 0.0,
                                                    "series": {}}
                 slot["samples_us"] += got["samples_us"]
+                slot.setdefault("runs", []).append(got["samples_us"])
                 slot["peak_rss_kib"].append(got["peak_rss_kib"])
                 slot["threads_per_vm"] = got["threads_per_vm"]
                 slot["fds_per_vm"] = got["fds_per_vm"]
@@ -346,12 +347,20 @@ def table(plan, results, wire, judge):
                     [cell(stats[n], ref if n != base else None, fmt) for n in COLUMNS] +
                     [target, ok])
         if m.key == "rtt":
-            p99 = {n: percentile(res[n]["samples_us"], 0.99) if res.get(n) else None
-                   for n in COLUMNS}
+            # A burst of other work on the machine lands in one contender's
+            # round and makes the p99 of all samples: the judged figure is
+            # the median of the rounds' p99, the pooled one is shown too.
+            p99 = {n: statistics.median(percentile(run, 0.99) for run in res[n]["runs"])
+                   if res.get(n) else None for n in COLUMNS}
             target, ok = target_cell("rtt p99", p99[QMC], p99[base])
-            rows.append([f"{m.desc} (p99)"] +
+            rows.append([f"{m.desc} (p99, median of the rounds' p99)"] +
                         [cell(p99[n], p99[base] if n != base else None, fmt) for n in COLUMNS] +
                         [target, ok])
+            pooled = {n: percentile(res[n]["samples_us"], 0.99) if res.get(n) else None
+                      for n in COLUMNS}
+            rows.append([f"{m.desc} (p99 of all samples)"] +
+                        [cell(pooled[n], pooled[base] if n != base else None, fmt)
+                         for n in COLUMNS] + ["", ""])
         if m.key in ("vm16", "vm64", "vm256"):
             vms = m.key[2:]
             rss = {n: statistics.median(res[n]["peak_rss_kib"]) if res.get(n) else None
