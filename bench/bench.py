@@ -9,6 +9,14 @@ minimal raw C client. Usage: bench/bench.py [--quick] [--json FILE]
 Run it through `make bench` (or `make bench-quick`), which builds the
 library and the contenders and installs qemu.qmp into a venv first.
 
+Besides the classic rows (launch/quit cycle, query-status round trip,
+schema, stop -> STOP, 16 and 64 VMs) it measures: launch -> QMP ready while
+the contender process itself holds 0, 4 and 8 GiB of touched memory (fork
+copies the caller's page tables); 256 VMs at once from 16 threads, with the
+controller's peak RSS and its descriptors and threads per VM; qemu-machine's
+event fan-out to listeners and its pipelined commands (bench/qm_c.c); and
+the bytes each contender writes per query-status.
+
 Bytes on the wire are counted the same way for every contender: it runs
 under `strace -f -b execve` (every thread followed, QEMU itself not: strace
 lets go of a child at its execve) once with N1 and once with N2 query-status,
