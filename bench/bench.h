@@ -26,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* One QEMU as a contender drives it. */
 struct vm;
@@ -201,43 +203,155 @@ static void metric_wire(int n) {
     DRIVER->shutdown(vm);
 }
 
-/* launch -> QMP ready while this process holds 0, then more GiB of
- * touched memory (fork copies the caller's page tables; that is what this
- * shows). `sizes` lists the sizes in GiB, ascending ("0,4,8"): the held
- * memory grows to each in turn, and `n` launches (after one untimed) are
- * timed at each, as series "0", "4", "8". The shutdown is not timed. */
+/* launch -> QMP ready while the launching process holds GiB of touched
+ * memory (fork copies the caller's page tables; that is what this shows).
+ * `sizes` lists the sizes ("0,4,8"): one process per size (this one holds
+ * the first, forked children the others, before any launch), each holding
+ * its memory itself. They take turns, one launch each, passing a token
+ * around a ring of pipes, so that drifting load on the machine hits every
+ * size alike; only one launches at a time. Each runs `n` timed launches
+ * (after one untimed), reported as series "0", "4", "8". The shutdown is
+ * not timed. */
+enum { READY_MAX_SIZES = 8, READY_MAX_N = 400 };
+
+struct ready_result {
+    int index, count;
+    double v[READY_MAX_N];
+};
+
+/* The memory held, until the process exits (a global, so that the
+ * compiler cannot drop the malloc and memset as unused). */
+static char *volatile HELD;
+
+static void hold_gib(int gib) {
+    size_t size = (size_t)gib << 30;
+    if (size == 0) {
+        return;
+    }
+    HELD = malloc(size);
+    if (HELD == NULL) {
+        die("cannot allocate %d GiB", gib);
+    }
+    memset(HELD, 1, size);
+}
+
+static void ready_turns(int token_in, int token_out, int first, int n, struct ready_result *r) {
+    char token = 't';
+    int i;
+    r->count = 0;
+    for (i = -1; i < n; i++) { /* one untimed launch first */
+        double t;
+        struct vm *vm;
+        if (!first || i > -1) {
+            if (read(token_in, &token, 1) != 1) {
+                die("ready: lost the token");
+            }
+        }
+        t = now_us();
+        vm = DRIVER->launch();
+        if (i >= 0) {
+            r->v[r->count++] = now_us() - t;
+        }
+        DRIVER->shutdown(vm);
+        if (write(token_out, &token, 1) != 1) {
+            die("ready: cannot pass the token");
+        }
+    }
+}
+
 static void metric_ready(const char *sizes, int n) {
-    char *held[64];
-    int nheld = 0, have = 0, i;
+    int gib[READY_MAX_SIZES], k = 0, i, j;
+    int ring[READY_MAX_SIZES][2], results[2];
+    pid_t kids[READY_MAX_SIZES];
     const char *p = sizes;
+    static struct ready_result r;
+    char ready;
     while (*p != '\0') {
-        char *end, name[16];
-        int gib = (int)strtol(p, &end, 10);
-        if (end == p || gib < have || nheld == 64) {
+        char *end;
+        if (k == READY_MAX_SIZES) {
+            die("too many sizes in %s", sizes);
+        }
+        gib[k++] = (int)strtol(p, &end, 10);
+        if (end == p) {
             die("bad sizes %s", sizes);
-        }
-        if (gib > have) {
-            size_t size = (size_t)(gib - have) << 30;
-            held[nheld] = malloc(size);
-            if (held[nheld] == NULL) {
-                die("cannot allocate %d GiB", gib);
-            }
-            memset(held[nheld++], 1, size);
-            have = gib;
-        }
-        snprintf(name, sizeof name, "%d", gib);
-        for (i = -1; i < n; i++) {
-            double t = now_us();
-            struct vm *vm = DRIVER->launch();
-            if (i >= 0) {
-                series_add(name, now_us() - t);
-            }
-            DRIVER->shutdown(vm);
         }
         p = *end == ',' ? end + 1 : end;
     }
-    while (nheld > 0) {
-        free(held[--nheld]);
+    if (n > READY_MAX_N) {
+        die("at most %d launches", READY_MAX_N);
+    }
+    if (pipe(results) != 0) {
+        die("pipe");
+    }
+    for (i = 0; i < k; i++) {
+        if (pipe(ring[i]) != 0) {
+            die("pipe");
+        }
+    }
+    /* Process i reads ring[i] and writes ring[(i + 1) % k]. */
+    fflush(stdout);
+    for (i = 1; i < k; i++) {
+        kids[i] = fork();
+        if (kids[i] < 0) {
+            die("fork");
+        }
+        if (kids[i] == 0) {
+            for (j = 0; j < k; j++) { /* only its own ends of the ring */
+                if (j != i) {
+                    close(ring[j][0]);
+                }
+                if (j != (i + 1) % k) {
+                    close(ring[j][1]);
+                }
+            }
+            close(results[0]);
+            hold_gib(gib[i]);
+            if (write(results[1], "r", 1) != 1) {
+                _exit(1);
+            }
+            ready_turns(ring[i][0], ring[(i + 1) % k][1], 0, n, &r);
+            r.index = i;
+            if (write(results[1], &r, sizeof r) != (ssize_t)sizeof r) {
+                _exit(1);
+            }
+            _exit(0);
+        }
+    }
+    for (j = 0; j < k; j++) {
+        if (j != 0) {
+            close(ring[j][0]);
+        }
+        if (j != 1 % k) {
+            close(ring[j][1]);
+        }
+    }
+    close(results[1]);
+    hold_gib(gib[0]);
+    for (i = 1; i < k; i++) { /* every process holds its memory */
+        if (read(results[0], &ready, 1) != 1) {
+            die("ready: a holder died");
+        }
+    }
+    ready_turns(ring[0][0], ring[1 % k][1], 1, n, &r);
+    if (k > 1 && read(ring[0][0], &ready, 1) != 1) { /* the last turn */
+        die("ready: lost the token");
+    }
+    for (j = 0; j < k; j++) {
+        char name[16];
+        if (j > 0) {
+            if (read(results[0], &r, sizeof r) != (ssize_t)sizeof r) {
+                die("ready: no result from a holder");
+            }
+        } else {
+            r.index = 0;
+        }
+        snprintf(name, sizeof name, "%d", gib[r.index]);
+        for (i = 0; i < r.count; i++) {
+            series_add(name, r.v[i]);
+        }
+    }
+    for (i = 1; i < k; i++) {
+        waitpid(kids[i], NULL, 0);
     }
 }
 

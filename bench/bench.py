@@ -98,9 +98,9 @@ PLAN = [
     Metric("vm64", [RAW, QMC, QMPY, LEGACY], (3, 3), (1, 1), "ms", "64 VMs up at once (wall)"),
     Metric("vm256", [RAW, QMC], (3, 3), (1, 1), "ms",
            "256 VMs up, 100 commands each from 16 threads, all shut down (wall)"),
-    # launch -> ready with the contender holding memory: each run holds 0,
-    # then 4, then 8 GiB (quick run: 0, then 1), launching at each size.
-    # One contender runs at a time, alone on the machine.
+    # launch -> ready with the contender holding memory: each run is three
+    # processes of the contender holding 0, 4 and 8 GiB (quick run: 0 and
+    # 1), launching in turn, one launch at a time. One contender at a time.
     Metric("ready", [RAW, QMC, POPEN], (20, 10), (3, 1), "ms", "launch -> QMP ready, host holding"),
 ]
 READY_SIZES = {"full": [0, 4, 8], "quick": [0, 1]}
@@ -202,7 +202,7 @@ def measure(plan, quick):
         for r in range(rounds):
             order = m.who[r % len(m.who):] + m.who[:r % len(m.who)]
             for name in order:
-                if m.key == "ready" and not wait_for_memory(max(sizes), f"{m.key} {name}"):
+                if m.key == "ready" and not wait_for_memory(sum(sizes), f"{m.key} {name}"):
                     results.setdefault(m.key, {}).setdefault(name, None)
                     continue
                 t = time.monotonic()

@@ -295,23 +295,61 @@ def metric_wire(d, n):
 
 
 def metric_ready(d, n, sizes):
-    """launch -> QMP ready while this process holds 0, then more GiB of
-    touched memory (bytes repetition fills it with memset): the held memory
-    grows to each size in turn, and n launches (after one untimed) are
-    timed at each. The shutdown is not timed."""
-    held, have, series = [], 0, {}
-    for gib in sizes:
-        if gib > have:
-            held.append(b"\x01" * ((gib - have) << 30))
-            have = gib
-        samples = series.setdefault(str(gib), [])
+    """launch -> QMP ready while the launching process holds GiB of touched
+    memory, as bench/bench.h does it: one process per size (this one holds
+    the first, forked children the others, before any launch; bytes
+    repetition fills the memory with memset), taking turns one launch each
+    around a ring of pipes. n timed launches (after one untimed) per size;
+    the shutdown is not timed."""
+    k = len(sizes)
+    ring = [os.pipe() for _ in range(k)]
+    results_r, results_w = os.pipe()
+    sys.stdout.flush()
+
+    def turns(index):
+        token_in, token_out = ring[index][0], ring[(index + 1) % k][1]
+        samples = []
         for i in range(n + 1):
+            if index != 0 or i > 0:
+                if os.read(token_in, 1) != b"t":
+                    raise RuntimeError("ready: lost the token")
             t = now_us()
             vm = d.launch()
             if i >= 1:
                 samples.append(now_us() - t)
             d.shutdown(vm)
+            os.write(token_out, b"t")
+        return samples
+
+    kids = []
+    for index in range(1, k):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(results_r)
+                held = b"\x01" * (sizes[index] << 30) if sizes[index] else b""
+                os.write(results_w, b"r")
+                report = json.dumps([index, turns(index)]).encode() + b"\n"
+                os.write(results_w, report)
+                del held
+            finally:
+                os._exit(0)  # pylint: disable=protected-access
+        kids.append(pid)
+    os.close(results_w)
+    held = b"\x01" * (sizes[0] << 30) if sizes[0] else b""
+    with os.fdopen(results_r, "rb") as results:
+        for _ in range(1, k):
+            if results.read(1) != b"r":
+                raise RuntimeError("ready: a holder died")
+        series = {str(sizes[0]): turns(0)}
+        if k > 1 and os.read(ring[0][0], 1) != b"t":  # the last turn
+            raise RuntimeError("ready: lost the token")
+        for _ in range(1, k):
+            index, samples = json.loads(results.readline())
+            series[str(sizes[index])] = samples
     del held
+    for pid in kids:
+        os.waitpid(pid, 0)
     return series
 
 
