@@ -71,11 +71,12 @@ install: build
 	PREFIX=$(PREFIX) $(if $(LIBDIR),LIBDIR=$(LIBDIR)) $(if $(INCLUDEDIR),INCLUDEDIR=$(INCLUDEDIR)) \
 		DESTDIR=$(DESTDIR) scripts/install.sh $(RELEASE)
 
+# BENCH_FLAGS: more arguments for bench/bench.py, e.g. --json FILE.
 bench: deps build
-	bench/run.sh
+	bench/run.sh $(BENCH_FLAGS)
 
 bench-quick: deps build
-	bench/run.sh --quick
+	bench/run.sh --quick $(BENCH_FLAGS)
 
 fuzz:
 	scripts/fuzz.sh -runs=10000000

@@ -2,6 +2,16 @@
  * Contender (a): a minimal raw QMP client written for the benchmark — a
  * socketpair, fork/exec, blocking writes and blocking line reads. No
  * error recovery, no timeouts, no event queue: the practical limit.
+ *
+ * Each command goes out as its shortest valid text, `{"execute":"NAME"}`
+ * (26 bytes for query-status): no id, no space, no newline — QEMU's JSON
+ * parser completes a message at its closing brace. QEMU 7.2 reads QMP input
+ * one byte per main-loop iteration, so these bytes are the round trip.
+ * Replies are matched by order: commands are sequential, and the first
+ * line that is not an event is the reply (events before it are kept).
+ *
+ * Built with -DRAW_IDS it is instead the classic client ("raw C, ids"):
+ * `{"execute":"NAME","id":N}` and a newline, as most QMP clients send.
  */
 #include "bench.h"
 
@@ -17,7 +27,9 @@ struct vm {
     int fd;
     char *buf; /* received bytes; [start, len) not yet consumed */
     size_t start, len, cap;
+#ifdef RAW_IDS
     unsigned long next_id;
+#endif
     /* Names of events that arrived while waiting for a reply (QEMU sends
      * STOP before the reply to `stop`), so a later wait still sees them. */
     char pending[16][48];
@@ -59,7 +71,7 @@ static void send_all(struct vm *vm, const char *data, size_t len) {
     }
 }
 
-/* The next line (NUL-terminated, without its newline), or NULL at EOF. */
+/* The next line (NUL-terminated, without its "\r\n"), or NULL at EOF. */
 static char *read_line(struct vm *vm) {
     for (;;) {
         char *nl = memchr(vm->buf + vm->start, '\n', vm->len - vm->start);
@@ -67,6 +79,9 @@ static char *read_line(struct vm *vm) {
         if (nl != NULL) {
             char *line = vm->buf + vm->start;
             *nl = '\0';
+            if (nl > line && nl[-1] == '\r') {
+                nl[-1] = '\0';
+            }
             vm->start = (size_t)(nl - vm->buf) + 1;
             return line;
         }
@@ -75,8 +90,8 @@ static char *read_line(struct vm *vm) {
             vm->len -= vm->start;
             vm->start = 0;
         }
-        if (vm->cap - vm->len < 65536) {
-            vm->cap = vm->cap * 2 + 65536;
+        if (vm->cap - vm->len < 4096) {
+            vm->cap = vm->cap * 2 + 4096;
             vm->buf = realloc(vm->buf, vm->cap);
         }
         n = read(vm->fd, vm->buf + vm->len, vm->cap - vm->len);
@@ -100,17 +115,27 @@ static void remember_event(struct vm *vm, const char *line) {
     }
 }
 
+/* QEMU writes a reply as {"return": ...} or {"error": ...} (then the
+ * id, if the command had one); an event starts with its timestamp. */
+static int is_reply(const char *line) {
+    return strncmp(line, "{\"return\"", 9) == 0 || strncmp(line, "{\"error\"", 8) == 0;
+}
+
 /* Send a command and return its reply line (events before it remembered). */
 static char *execute(struct vm *vm, const char *cmd) {
     char msg[256];
+#ifdef RAW_IDS
     int len = snprintf(msg, sizeof msg, "{\"execute\":\"%s\",\"id\":%lu}\n", cmd, vm->next_id++);
+#else
+    int len = snprintf(msg, sizeof msg, "{\"execute\":\"%s\"}", cmd);
+#endif
     send_all(vm, msg, (size_t)len);
     for (;;) {
         char *line = read_line(vm);
         if (line == NULL) {
             die("EOF waiting for the reply to %s", cmd);
         }
-        if (strstr(line, "\"return\"") != NULL || strstr(line, "\"error\"") != NULL) {
+        if (is_reply(line)) {
             return line;
         }
         remember_event(vm, line);
@@ -153,11 +178,16 @@ static char *raw_command(struct vm *vm, const char *cmd) {
     if (ret == NULL) {
         die("%s failed: %s", cmd, line);
     }
-    /* The value, without the envelope: {"return": VALUE, "id": N} */
+    /* The value, without the envelope: {"return": VALUE} or, with ids,
+     * {"return": VALUE, "id": N} */
     ret += strlen("\"return\": ");
     {
-        char *id = strstr(ret, ", \"id\":");
-        size_t n = id != NULL ? (size_t)(id - ret) : strlen(ret);
+#ifdef RAW_IDS
+        char *end = strrchr(ret, ',');
+        size_t n = end != NULL ? (size_t)(end - ret) : strlen(ret);
+#else
+        size_t n = strlen(ret) - 1; /* the closing brace */
+#endif
         char *out = malloc(n + 1);
         memcpy(out, ret, n);
         out[n] = '\0';
@@ -201,8 +231,14 @@ static void raw_shutdown(struct vm *vm) {
 
 static void raw_free_text(char *text) { free(text); }
 
-static const struct driver RAW = {"raw-c", raw_launch, raw_command, raw_free_text, raw_event_wait,
-                                  raw_shutdown};
+#ifdef RAW_IDS
+#define RAW_NAME "raw-c-ids"
+#else
+#define RAW_NAME "raw-c"
+#endif
+
+static const struct driver RAW = {RAW_NAME,       raw_launch,     raw_command, raw_free_text,
+                                  raw_event_wait, raw_shutdown, NULL};
 
 int main(int argc, char **argv) {
     resolve_qemu();

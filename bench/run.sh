@@ -10,6 +10,7 @@ release=$PWD/target/release
 mkdir -p "$out"
 cflags=(-O2 -std=c11 -Wall -Wextra -Werror)
 cc "${cflags[@]}" -o "$out/raw_qmp" bench/raw_qmp.c -ljansson -lpthread
+cc "${cflags[@]}" -DRAW_IDS -o "$out/raw_qmp_ids" bench/raw_qmp.c -ljansson -lpthread
 cc "${cflags[@]}" -Iinclude -o "$out/qm_c" bench/qm_c.c \
   -L"$release" -Wl,-rpath,"$release" -lqemu_machine -ljansson -lpthread
 

@@ -16,6 +16,7 @@ needs=(
   "cpio cpio"
   "xz xz-utils"
   "zstd zstd"
+  "strace strace"
 )
 
 missing=()
