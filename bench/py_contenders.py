@@ -7,12 +7,14 @@
   qemu.qmp-async qemu.qmp's asyncio QMPClient, connected with a socket of a
                  socketpair, QEMU started with asyncio.create_subprocess_exec
                  (metrics rtt, vm16, wire);
+  qemu-machine-asyncio
+                 qemu-machine's asyncio API (qemu_machine.aio.AsyncMachine):
+                 one event loop watching each machine's descriptor, launch
+                 and shutdown in the default executor (metrics rtt, vm16,
+                 wire);
   popen          subprocess.Popen (vfork) launching QEMU with a socketpair
                  monitor, then the QMP greeting and qmp_capabilities (metrics
                  readyGIB,GIB..., wire).
-
-(Place for a future "qemu-machine-asyncio" contender, the binding's asyncio
-API: an async driver like QmpAsyncDriver, registered in DRIVERS below.)
 
 Usage: py_contenders.py DRIVER METRIC N
 Prints {"samples_us": [...], "peak_rss_kib": N, "threads_per_vm": X, ...},
@@ -104,6 +106,32 @@ class QemuQmpDriver:
         except EOFError:
             pass
         proc.wait(timeout=30)
+
+
+class QemuMachineAsyncDriver:
+    """qemu-machine's asyncio API: AsyncMachine, no thread per machine or
+    per command."""
+
+    is_async = True
+
+    def __init__(self):
+        sys.path.insert(0, os.path.join(TOP, "bindings", "python"))
+        from qemu_machine.aio import AsyncMachine  # pylint: disable=import-outside-toplevel
+        self.machine = AsyncMachine
+
+    async def launch(self):
+        vm = self.machine(QEMU, ["-nodefaults", "-accel", "tcg"], machine_type="none")
+        await vm.launch()
+        return vm
+
+    @staticmethod
+    async def command(vm, cmd):
+        return await vm.command(cmd, timeout=30)
+
+    @staticmethod
+    async def shutdown(vm):
+        await vm.shutdown(timeout=30)
+        vm.close()
 
 
 class QmpAsyncDriver:
@@ -434,8 +462,8 @@ DRIVERS = {
     "qemu-machine": QemuMachineDriver,
     "qemu.qmp": QemuQmpDriver,
     "qemu.qmp-async": QmpAsyncDriver,
+    "qemu-machine-asyncio": QemuMachineAsyncDriver,
     "popen": PopenDriver,
-    # Place for "qemu-machine-asyncio" (the binding's asyncio API).
 }
 
 
