@@ -236,6 +236,25 @@ fn example_event_loop() {
     }
 }
 
+/// examples/agent.c: boots the test guest and runs `uname -r` in it
+/// through the guest agent.
+#[test]
+fn example_agent() {
+    let exe = compile("examples/agent.c", "cc", C_FLAGS);
+    let mut cmd = if under_valgrind() {
+        valgrind(&exe)
+    } else {
+        Command::new(&exe)
+    };
+    let out = run_ok(cmd.arg(common::guest_dir()));
+    let release = std::fs::read_to_string(common::guest_dir().join("kernel-package")).unwrap();
+    let release = release.trim().trim_start_matches("linux-image-");
+    assert!(
+        out.contains(&format!("exit code: 0\noutput: {release}\n")),
+        "{out}"
+    );
+}
+
 /// examples/qtest_rtc.c: an out-of-tree device test, given the module's
 /// directory on its command line.
 #[test]
@@ -387,6 +406,19 @@ fn cpp_readme_example() {
     let exe = compile("examples/readme.cpp", "c++", CXX_FLAGS);
     let out = run_ok(&mut Command::new(&exe));
     assert!(out.contains("\"STOP\""), "{out}");
+}
+
+#[test]
+fn cpp_agent_example() {
+    let exe = compile("examples/agent.cpp", "c++", CXX_FLAGS);
+    let guest = common::guest_dir();
+    let out = run_ok(Command::new(&exe).arg(&guest));
+    let package = std::fs::read_to_string(guest.join("kernel-package")).unwrap();
+    let release = package.trim().trim_start_matches("linux-image-");
+    assert!(
+        out.contains(&format!("exit code: 0\noutput: {release}\n")),
+        "{out}"
+    );
 }
 
 #[test]
