@@ -488,13 +488,15 @@ impl<P: Protocol> Channel<P> {
     /// queued output the socket takes now. `Err` once the channel is
     /// closed.
     pub(crate) fn dispatch(&self) -> Result<(), Closed> {
-        // Whatever a blocking call routed so far is visible to the loop
-        // once this returns; what it routes later sets the flag again.
-        if let Some(fd) = self.loop_fd.get() {
-            fd.routed.clear();
-        }
         {
             let mut st = self.state.lock();
+            // Whatever a blocking call routed so far is visible to the
+            // loop once this returns; what it routes later sets the flag
+            // again (both under the state lock, so a route is either
+            // before the clear or sets the flag after it).
+            if let Some(fd) = self.loop_fd.get() {
+                fd.routed.clear();
+            }
             if let Some(closed) = &st.closed {
                 return Err(closed.clone());
             }
@@ -591,15 +593,17 @@ impl<P: Protocol> Channel<P> {
                 break;
             }
         }
+        if routed && wake_loop {
+            // Under the state lock: whoever sees what was routed and then
+            // dispatches clears the flag after this sets it.
+            if let Some(fd) = self.loop_fd.get() {
+                fd.routed.set();
+            }
+        }
         drop(st);
         if routed {
             // Followers may be waiting for what was just routed.
             self.wake.notify_all();
-            if wake_loop {
-                if let Some(fd) = self.loop_fd.get() {
-                    fd.routed.set();
-                }
-            }
         }
         failure
     }
