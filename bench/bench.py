@@ -103,7 +103,7 @@ PLAN = [
     # launch -> ready with the contender holding memory: each run is three
     # processes of the contender holding 0, 4 and 8 GiB (quick run: 0 and
     # 1), launching in turn, one launch at a time. One contender at a time.
-    Metric("ready", [RAW, QMC, POPEN], (20, 10), (3, 1), "ms", "launch -> QMP ready, host holding"),
+    Metric("ready", [RAW, QMC, POPEN], (60, 10), (3, 1), "ms", "launch -> QMP ready, host holding"),
 ]
 READY_SIZES = {"full": [0, 4, 8], "quick": [0, 1]}
 WIRE_WHO = [RAW, IDS, QMC, QMPY, LEGACY, ASYNC, QMAIO]
