@@ -90,9 +90,9 @@ class Metric:  # pylint: disable=too-few-public-methods,too-many-arguments
 # the rows with the tightest targets get the most samples; the counts keep
 # a full run near 10 minutes on 2 cores.
 PLAN = [
-    Metric("cycle", COMMON, (80, 10), (3, 1), "ms", "launch -> QMP ready -> quit -> reaped"),
+    Metric("cycle", COMMON, (80, 20), (3, 1), "ms", "launch -> QMP ready -> quit -> reaped"),
     Metric("rtt", ASYNC_ROWS, (10000, 10), (200, 1), "us", "query-status round trip"),
-    Metric("schema", COMMON, (120, 10), (3, 1), "ms", "query-qmp-schema round trip + JSON parse"),
+    Metric("schema", COMMON, (120, 20), (3, 1), "ms", "query-qmp-schema round trip + JSON parse"),
     Metric("stop", COMMON, (1000, 10), (20, 1), "us", "stop -> STOP event in hand"),
     Metric("fanout", [QMC], (1000, 10), (25, 1), "us", "stop -> STOP"),
     Metric("pipeline", [QMC], (20, 10), (1, 1), "ms", "1000 query-status"),
