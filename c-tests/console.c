@@ -7,27 +7,9 @@
 
 #define PROMPT "guest# "
 
+/* The guest of qm_test.h, its console optionally copied to a file. */
 static qm_machine *guest_machine(const char *console_log) {
-    const char *dir = getenv("QM_TEST_GUEST_DIR");
-    char kernel[4096], initrd[4096];
-    qm_machine *m = NULL;
-    CHECK(dir != NULL);
-    snprintf(kernel, sizeof kernel, "%s/vmlinux", dir);
-    snprintf(initrd, sizeof initrd, "%s/initramfs.cpio.gz", dir);
-    OK(qm_machine_new, qemu_binary(), &m);
-    OK(qm_add_arg, m, "-accel");
-    OK(qm_add_arg, m, "tcg");
-    OK(qm_add_arg, m, "-m");
-    OK(qm_add_arg, m, "256");
-    OK(qm_add_arg, m, "-nodefaults");
-    OK(qm_add_arg, m, "-no-reboot");
-    OK(qm_add_arg, m, "-kernel");
-    OK(qm_add_arg, m, kernel);
-    OK(qm_add_arg, m, "-initrd");
-    OK(qm_add_arg, m, initrd);
-    OK(qm_add_arg, m, "-append");
-    OK(qm_add_arg, m, "console=ttyS0 panic=-1");
-    OK(qm_set_console, m, NULL, 0);
+    qm_machine *m = new_guest_machine();
     if (console_log != NULL) {
         OK(qm_set_console_log, m, console_log);
     }
