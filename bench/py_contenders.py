@@ -36,6 +36,23 @@ BASE_ARGS = ["-display", "none", "-vga", "none", "-nodefaults", "-machine", "non
              "-accel", "tcg"]
 
 
+def qemu_argv(theirs):
+    """QEMU's command line, its monitor on our socketpair end `theirs`."""
+    return [QEMU] + BASE_ARGS + ["-chardev", f"socket,id=mon,fd={theirs.fileno()}",
+                                 "-mon", "chardev=mon,mode=control"]
+
+
+def spawn_qemu():
+    """Start QEMU with subprocess.Popen (vfork), its monitor on a
+    socketpair; returns the process and our end of the socket."""
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen(
+        qemu_argv(theirs), pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    theirs.close()
+    return proc, ours
+
+
 class QemuMachineDriver:
     """qemu-machine through its Python binding."""
 
@@ -72,13 +89,7 @@ class QemuQmpDriver:
         self.protocol = QEMUMonitorProtocol
 
     def launch(self):
-        ours, theirs = socket.socketpair()
-        proc = subprocess.Popen(
-            [QEMU] + BASE_ARGS + ["-chardev", f"socket,id=mon,fd={theirs.fileno()}",
-                                  "-mon", "chardev=mon,mode=control"],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        theirs.close()
+        proc, ours = spawn_qemu()
         qmp = self.protocol(ours)
         qmp.connect(negotiate=True)
         return proc, qmp
@@ -147,9 +158,7 @@ class QmpAsyncDriver:
     async def launch(self):
         ours, theirs = socket.socketpair()
         proc = await asyncio.create_subprocess_exec(
-            QEMU, *BASE_ARGS, "-chardev", f"socket,id=mon,fd={theirs.fileno()}",
-            "-mon", "chardev=mon,mode=control",
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            *qemu_argv(theirs), pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         theirs.close()
         qmp = self.client()
@@ -182,13 +191,7 @@ class PopenDriver:
     greeting, then qmp_capabilities in its shortest form."""
 
     def launch(self):
-        ours, theirs = socket.socketpair()
-        proc = subprocess.Popen(
-            [QEMU] + BASE_ARGS + ["-chardev", f"socket,id=mon,fd={theirs.fileno()}",
-                                  "-mon", "chardev=mon,mode=control"],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        theirs.close()
+        proc, ours = spawn_qemu()
         vm = [proc, ours, b""]
         self.read_line(vm)  # the greeting
         self.command(vm, "qmp_capabilities")
